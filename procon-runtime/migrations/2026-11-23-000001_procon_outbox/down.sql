@@ -1,0 +1,1 @@
+DROP TABLE procon_outbox;

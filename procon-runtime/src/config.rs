@@ -1,0 +1,358 @@
+//! Runtime configuration, from code or from the environment.
+//!
+//! Job: hold everything [`crate::start`] needs and reject what cannot work *before* anything
+//! starts (an empty broker list, an unparsable database URL, a malformed number), with an error
+//! naming the setting. librdkafka options are passed through untouched, so every client option
+//! librdkafka knows can be set without procon knowing it.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::backoff::BackoffConfig;
+
+/// Everything the runtime needs: where the database and the brokers are, and how the relay runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The service's name; later the consumer group id. Default `procon`.
+    pub service_name: String,
+    /// PostgreSQL URL, e.g. `postgres://user@127.0.0.1:5432/app`. Its `options` parameter may
+    /// set a `search_path`; the relay reads the outbox of the connection's current schema.
+    pub database_url: String,
+    /// Kafka bootstrap servers, comma separated.
+    pub brokers: String,
+    /// librdkafka options for every client procon creates (`linger.ms`, `security.protocol`...).
+    /// They override procon's defaults, except the ones the delivery guarantee depends on.
+    pub kafka: BTreeMap<String, String>,
+    /// How the relay runs.
+    pub relay: RelayConfig,
+}
+
+/// Settings of the outbox relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// Run the relay in this process. Default `true`.
+    pub enabled: bool,
+    /// Largest number of rows read, published and deleted in one round. Default 5000.
+    pub batch_size: u32,
+    /// How often the relay looks at the outbox when no notification woke it. Default 1 s.
+    pub poll_interval: Duration,
+    /// How long shutdown waits for in-flight deliveries before leaving them to the next start.
+    /// Default 10 s.
+    pub shutdown_timeout: Duration,
+    /// Retry delays after a database or broker failure.
+    pub backoff: BackoffConfig,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            enabled: true,
+            batch_size: 5000,
+            poll_interval: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(10),
+            backoff: BackoffConfig::default(),
+        }
+    }
+}
+
+/// A configuration that cannot work, named precisely.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required setting is absent.
+    #[error("missing setting `{name}`: {hint}")]
+    Missing {
+        /// The setting (environment variable or field).
+        name: &'static str,
+        /// How to provide it.
+        hint: &'static str,
+    },
+    /// A setting has a value that cannot be used.
+    #[error("invalid setting `{name}` = `{value}`: {reason}")]
+    Invalid {
+        /// The setting (environment variable or field).
+        name: String,
+        /// The rejected value.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+}
+
+/// librdkafka options procon sets itself because the delivery guarantee depends on them.
+const PINNED_PRODUCER_OPTIONS: [&str; 3] = ["enable.idempotence", "acks", "message.timeout.ms"];
+
+/// The environment variable prefix of librdkafka pass-through options:
+/// `PROCON_KAFKA_LINGER_MS=5` sets `linger.ms=5`.
+pub const KAFKA_ENV_PREFIX: &str = "PROCON_KAFKA_";
+
+impl Config {
+    /// A configuration with defaults for everything but the database and the brokers.
+    pub fn new(database_url: impl Into<String>, brokers: impl Into<String>) -> Self {
+        Config {
+            service_name: "procon".to_owned(),
+            database_url: database_url.into(),
+            brokers: brokers.into(),
+            kafka: BTreeMap::new(),
+            relay: RelayConfig::default(),
+        }
+    }
+
+    /// Reads the configuration from the process environment; see [`Config::from_vars`].
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads the configuration from `(name, value)` pairs:
+    ///
+    /// | variable | meaning |
+    /// |---|---|
+    /// | `PROCON_DATABASE_URL` (or `DATABASE_URL`) | PostgreSQL URL (required) |
+    /// | `PROCON_BROKERS` | Kafka bootstrap servers (required) |
+    /// | `PROCON_SERVICE_NAME` | service name, default `procon` |
+    /// | `PROCON_RELAY_ENABLED` | `true` / `false`, default `true` |
+    /// | `PROCON_RELAY_BATCH_SIZE` | rows per round, default 5000 |
+    /// | `PROCON_RELAY_POLL_INTERVAL_MS` | fallback polling period, default 1000 |
+    /// | `PROCON_RELAY_SHUTDOWN_TIMEOUT_MS` | drain time on shutdown, default 10000 |
+    /// | `PROCON_KAFKA_<OPTION>` | librdkafka option, `_` read as `.`: `PROCON_KAFKA_LINGER_MS=5` |
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars: BTreeMap<String, String> = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        let database_url = vars
+            .get("PROCON_DATABASE_URL")
+            .or_else(|| vars.get("DATABASE_URL"))
+            .cloned()
+            .ok_or(ConfigError::Missing {
+                name: "PROCON_DATABASE_URL",
+                hint: "set it (or DATABASE_URL) to a PostgreSQL URL",
+            })?;
+        let brokers = vars
+            .get("PROCON_BROKERS")
+            .cloned()
+            .ok_or(ConfigError::Missing {
+                name: "PROCON_BROKERS",
+                hint: "set it to the Kafka bootstrap servers, e.g. 127.0.0.1:9092",
+            })?;
+        let mut config = Config::new(database_url, brokers);
+        if let Some(name) = vars.get("PROCON_SERVICE_NAME") {
+            config.service_name = name.clone();
+        }
+        let relay = &mut config.relay;
+        if let Some(v) = vars.get("PROCON_RELAY_ENABLED") {
+            relay.enabled = parse("PROCON_RELAY_ENABLED", v)?;
+        }
+        if let Some(v) = vars.get("PROCON_RELAY_BATCH_SIZE") {
+            relay.batch_size = parse("PROCON_RELAY_BATCH_SIZE", v)?;
+        }
+        if let Some(v) = vars.get("PROCON_RELAY_POLL_INTERVAL_MS") {
+            relay.poll_interval = Duration::from_millis(parse("PROCON_RELAY_POLL_INTERVAL_MS", v)?);
+        }
+        if let Some(v) = vars.get("PROCON_RELAY_SHUTDOWN_TIMEOUT_MS") {
+            relay.shutdown_timeout =
+                Duration::from_millis(parse("PROCON_RELAY_SHUTDOWN_TIMEOUT_MS", v)?);
+        }
+        for (name, value) in &vars {
+            if let Some(option) = name.strip_prefix(KAFKA_ENV_PREFIX) {
+                let option = option.to_ascii_lowercase().replace('_', ".");
+                config.kafka.insert(option, value.clone());
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Sets one librdkafka option for every client procon creates.
+    pub fn kafka_option(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.kafka.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets the service name.
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = name.into();
+        self
+    }
+
+    /// Replaces the relay settings.
+    pub fn relay(mut self, relay: RelayConfig) -> Self {
+        self.relay = relay;
+        self
+    }
+
+    /// Checks what can be checked without connecting to anything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.brokers.trim().is_empty() {
+            return Err(invalid("brokers", &self.brokers, "no bootstrap server given"));
+        }
+        if self.service_name.trim().is_empty() {
+            return Err(invalid("service_name", &self.service_name, "must not be empty"));
+        }
+        if let Err(e) = tokio_postgres::Config::from_str(&self.database_url) {
+            return Err(invalid(
+                "database_url",
+                &redact(&self.database_url),
+                &e.to_string(),
+            ));
+        }
+        if self.relay.batch_size == 0 {
+            return Err(invalid("relay.batch_size", "0", "must be at least 1"));
+        }
+        if self.relay.poll_interval.is_zero() {
+            return Err(invalid(
+                "relay.poll_interval",
+                "0",
+                "must be positive (a zero interval would busy-loop)",
+            ));
+        }
+        for pinned in PINNED_PRODUCER_OPTIONS {
+            if let Some(value) = self.kafka.get(pinned) {
+                let allowed = match pinned {
+                    "enable.idempotence" => value == "true",
+                    "acks" => value == "all" || value == "-1",
+                    _ => true,
+                };
+                if !allowed {
+                    return Err(invalid(
+                        pinned,
+                        value,
+                        "the relay's ordering and at-least-once guarantee require \
+                         enable.idempotence=true and acks=all",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse<T: FromStr>(name: &str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| invalid(name, value, &e.to_string()))
+}
+
+fn invalid(name: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name: name.to_owned(),
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Hides a password in a URL before it reaches an error message or a log.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("PROCON_DATABASE_URL", "postgres://u@127.0.0.1/db"),
+            ("PROCON_BROKERS", "127.0.0.1:9092"),
+        ]
+    }
+
+    #[test]
+    fn reads_every_setting_and_passes_kafka_options_through() {
+        let mut vars = base();
+        vars.extend([
+            ("PROCON_SERVICE_NAME", "billing"),
+            ("PROCON_RELAY_BATCH_SIZE", "42"),
+            ("PROCON_RELAY_POLL_INTERVAL_MS", "250"),
+            ("PROCON_RELAY_ENABLED", "false"),
+            ("PROCON_KAFKA_LINGER_MS", "7"),
+            ("UNRELATED", "x"),
+        ]);
+        let config = Config::from_vars(vars).unwrap();
+        assert_eq!(config.service_name, "billing");
+        assert_eq!(config.relay.batch_size, 42);
+        assert_eq!(config.relay.poll_interval, Duration::from_millis(250));
+        assert!(!config.relay.enabled);
+        assert_eq!(config.kafka.get("linger.ms").map(String::as_str), Some("7"));
+        assert_eq!(config.kafka.len(), 1);
+    }
+
+    #[test]
+    fn database_url_falls_back_to_database_url() {
+        let config =
+            Config::from_vars([("DATABASE_URL", "postgres://a@b/c"), ("PROCON_BROKERS", "k:1")])
+                .unwrap();
+        assert_eq!(config.database_url, "postgres://a@b/c");
+    }
+
+    #[test]
+    fn missing_brokers_is_named() {
+        let err = Config::from_vars([("PROCON_DATABASE_URL", "postgres://a@b/c")]).unwrap_err();
+        assert!(matches!(err, ConfigError::Missing { name: "PROCON_BROKERS", .. }));
+        assert!(err.to_string().contains("PROCON_BROKERS"));
+    }
+
+    #[test]
+    fn malformed_number_names_the_variable_and_value() {
+        let mut vars = base();
+        vars.push(("PROCON_RELAY_BATCH_SIZE", "lots"));
+        let err = Config::from_vars(vars).unwrap_err().to_string();
+        assert!(err.contains("PROCON_RELAY_BATCH_SIZE") && err.contains("lots"), "{err}");
+    }
+
+    #[test]
+    fn unparsable_database_url_is_rejected_without_leaking_the_password() {
+        let config = Config::new("postgres://u:secret@host:notaport/db", "k:1");
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("database_url"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn weakening_the_delivery_guarantee_is_refused() {
+        let config = Config::new("postgres://u@h/db", "k:1").kafka_option("acks", "1");
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("acks"), "{err}");
+        let config = Config::new("postgres://u@h/db", "k:1").kafka_option("enable.idempotence", "false");
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn zero_batch_and_zero_interval_are_refused() {
+        let mut config = Config::new("postgres://u@h/db", "k:1");
+        config.relay.batch_size = 0;
+        assert!(config.validate().is_err());
+        let mut config = Config::new("postgres://u@h/db", "k:1");
+        config.relay.poll_interval = Duration::ZERO;
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

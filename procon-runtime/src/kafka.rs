@@ -1,0 +1,76 @@
+//! The one place where procon's Kafka client settings are decided.
+//!
+//! Job: build librdkafka configurations from [`Config`], and route librdkafka's own logs and
+//! errors (broker down, authentication failure...) to `tracing` so they are visible and clear.
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, ProducerContext};
+use rdkafka::producer::DeliveryResult;
+
+use crate::config::Config;
+
+/// Routes librdkafka's logs and client-level errors to `tracing`.
+#[derive(Debug, Clone, Default)]
+pub struct TracingContext;
+
+impl ClientContext for TracingContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(target: "procon::kafka", facility = fac, "{log_message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "procon::kafka", facility = fac, "{log_message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "procon::kafka", facility = fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "procon::kafka", facility = fac, "{log_message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "procon::kafka", %error, "kafka client error: {reason}");
+    }
+}
+
+impl ProducerContext for TracingContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+/// The producer type the relay uses.
+pub(crate) type Producer = FutureProducer<TracingContext>;
+
+/// Options shared by every client, then the user's pass-through options.
+pub fn client_config(config: &Config) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &config.brokers);
+    client.set("client.id", &config.service_name);
+    for (name, value) in &config.kafka {
+        client.set(name, value);
+    }
+    client
+}
+
+/// The relay's producer settings. Pinned after the user's options, because the relay's
+/// guarantees rest on them:
+/// - `enable.idempotence=true` (implies `acks=all` and at most 5 requests in flight): retries
+///   neither duplicate nor reorder messages within a partition;
+/// - `message.timeout.ms=0` unless the user set it: librdkafka retries a message until the
+///   broker takes it, so a broker outage delays events but never fails or reorders them.
+pub fn producer_config(config: &Config) -> ClientConfig {
+    let mut client = client_config(config);
+    client.set("enable.idempotence", "true");
+    client.set("acks", "all");
+    if !config.kafka.contains_key("message.timeout.ms") {
+        client.set("message.timeout.ms", "0");
+    }
+    client
+}
+
+/// Creates the relay's producer; fails on an option librdkafka rejects.
+pub(crate) fn producer(config: &Config) -> Result<Producer, KafkaError> {
+    producer_config(config).create_with_context::<TracingContext, Producer>(TracingContext)
+}

@@ -1,0 +1,140 @@
+//! # procon-runtime
+//!
+//! The runtime behind the `procon` facade: the transactional outbox ([`outbox`]), the relay that
+//! publishes it to Kafka (`relay`), procon's own tables ([`store`]) and configuration
+//! ([`config`]). Applications depend on `procon`, which re-exports what they need.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = procon_runtime::Config::from_env()?;
+//! let runtime = procon_runtime::start(config)?;
+//! // ... serve requests that emit events ...
+//! runtime.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod backoff;
+pub mod config;
+pub mod event;
+pub mod kafka;
+pub mod outbox;
+mod relay;
+pub mod store;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::{Config, ConfigError, RelayConfig};
+
+/// Why [`start`] refused to start. Nothing was started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration cannot work.
+    #[error("invalid procon configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// librdkafka rejected the client configuration (an unknown or malformed option).
+    #[error("could not create the Kafka producer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// `start` was called outside a Tokio runtime.
+    #[error("procon_runtime::start must be called from within a Tokio runtime (e.g. in `#[tokio::main]`)")]
+    NoTokioRuntime,
+}
+
+/// A failure while stopping the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A background task panicked.
+    #[error("the procon {task} task failed: {source}")]
+    TaskFailed {
+        /// Which task.
+        task: &'static str,
+        /// The join error.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// The running procon tasks. Stop them with [`Runtime::shutdown`]; dropping it also asks them
+/// to stop, without waiting.
+#[derive(Debug)]
+pub struct Runtime {
+    shutdown: watch::Sender<bool>,
+    relay: Option<JoinHandle<()>>,
+}
+
+/// Starts procon's background tasks (the relay, when enabled) on the current Tokio runtime.
+///
+/// Fails fast on a configuration that cannot work; an unreachable database or broker is not an
+/// error here: the tasks log it and retry with backoff until it is reachable.
+pub fn start(config: Config) -> Result<Runtime, StartError> {
+    config.validate()?;
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoTokioRuntime)?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let relay = if config.relay.enabled {
+        let database = relay_database_config(&config)?;
+        let producer = kafka::producer(&config)?;
+        let relay = relay::Relay::new(config, database, producer);
+        Some(handle.spawn(relay.run(shutdown_rx)))
+    } else {
+        None
+    };
+    Ok(Runtime { shutdown, relay })
+}
+
+fn relay_database_config(config: &Config) -> Result<tokio_postgres::Config, ConfigError> {
+    relay::connection_config(&config.database_url).map_err(|e| ConfigError::Invalid {
+        name: "database_url".to_owned(),
+        value: config::redact(&config.database_url),
+        reason: e.to_string(),
+    })
+}
+
+impl Runtime {
+    /// Stops the tasks gracefully: the relay stops reading the outbox, waits for the deliveries
+    /// in flight (bounded by `relay.shutdown_timeout`) and deletes the rows that were delivered.
+    pub async fn shutdown(mut self) -> Result<(), RuntimeError> {
+        let _ = self.shutdown.send(true);
+        if let Some(relay) = self.relay.take() {
+            relay.await.map_err(|source| RuntimeError::TaskFailed {
+                task: "relay",
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Runs until Ctrl-C (SIGINT) or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> Result<(), RuntimeError> {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        self.shutdown().await
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Tells the tasks to stop even when the runtime is dropped without `shutdown`.
+        let _ = self.shutdown.send(true);
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,221 @@
+//! Writing one event to the outbox in the caller's transaction.
+
+use chrono::Utc;
+use diesel::pg::PgConnection;
+use diesel::sql_types::{Text, Uuid as SqlUuid};
+use diesel::RunQueryDsl;
+use uuid::Uuid;
+
+use super::model::{Outbox, Payload};
+use crate::event::{EventKind, Metadata, SCHEMA_VERSION};
+
+/// The PostgreSQL channel an emitting transaction notifies on commit; the relay listens on it.
+pub const NOTIFY_CHANNEL: &str = "procon_outbox";
+
+/// One statement (one round trip) that
+/// - refuses to write outside a transaction block: in autocommit mode PostgreSQL starts the
+///   transaction with the statement, so `transaction_timestamp()` equals `statement_timestamp()`
+///   exactly; inside `BEGIN ... COMMIT` the statement necessarily starts later than `BEGIN`;
+/// - takes the per-(topic, key) transaction lock *before* the row's id is drawn, so per key, ids
+///   are assigned in commit order;
+/// - queues the relay's wake-up, which PostgreSQL delivers only if the transaction commits.
+const INSERT_EVENT: &str = "\
+INSERT INTO procon_outbox (event_id, topic, message_key, event_name, entity, payload) \
+SELECT $1, $2, $3, $4, $5, $6::jsonb \
+FROM (SELECT pg_advisory_xact_lock(hashtextextended($2 || '\u{1f}' || $3, 0)), \
+             pg_notify('procon_outbox', '')) AS procon_guard \
+WHERE statement_timestamp() <> transaction_timestamp()";
+
+/// Why an event could not be written to the outbox. In every case nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    /// `emit` was called on a connection that is not inside a transaction.
+    #[error(
+        "`{event}` was not emitted: emit must run inside a transaction \
+         (wrap the change and the emit in `conn.transaction(|conn| ...)`)"
+    )]
+    NotInTransaction {
+        /// The event name, e.g. `account.created`.
+        event: String,
+    },
+    /// The model's payload could not be serialized to JSON.
+    #[error("`{event}` was not emitted: its payload could not be serialized: {source}")]
+    Serialize {
+        /// The event name.
+        event: String,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The outbox table does not exist in the connection's schema.
+    #[error(
+        "`{event}` was not emitted: table `procon_outbox` does not exist \
+         (run `procon::migrate(&mut conn)` or apply the SQL in procon-runtime/migrations)"
+    )]
+    OutboxMissing {
+        /// The event name.
+        event: String,
+    },
+    /// The insert failed; the caller's transaction is likely aborted and should be rolled back.
+    #[error("`{event}` was not emitted: writing the outbox row failed: {source}")]
+    Database {
+        /// The event name.
+        event: String,
+        /// Diesel's error.
+        #[source]
+        source: diesel::result::Error,
+    },
+}
+
+/// An event about to be written to the outbox: built from a model, given metadata, then emitted.
+///
+/// ```no_run
+/// # use procon_runtime::outbox::{Outbox, OutboxEvent};
+/// # fn demo<T: Outbox>(conn: &mut diesel::pg::PgConnection, account: &T) -> Result<(), Box<dyn std::error::Error>> {
+/// let event_id = OutboxEvent::created(account)
+///     .metadata("request_id", "r-1")
+///     .emit(conn)?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "an event is only written by `.emit(conn)`"]
+pub struct OutboxEvent<'a, T> {
+    kind: EventKind,
+    /// The model the topic and key are taken from: `after`, or `before` for deletes.
+    subject: &'a T,
+    before: Option<&'a T>,
+    after: Option<&'a T>,
+    metadata: Metadata,
+}
+
+impl<'a, T: Outbox> OutboxEvent<'a, T> {
+    /// `<entity>.created`: `before` is null, `after` is `model`.
+    pub fn created(model: &'a T) -> Self {
+        Self::new(EventKind::Created, model, None, Some(model))
+    }
+
+    /// `<entity>.updated`, from the model before and after the change. The key and topic are
+    /// taken from `after`.
+    pub fn updated(before: &'a T, after: &'a T) -> Self {
+        Self::new(EventKind::Updated, after, Some(before), Some(after))
+    }
+
+    /// `<entity>.deleted`: `before` is `model`, `after` is null.
+    pub fn deleted(model: &'a T) -> Self {
+        Self::new(EventKind::Deleted, model, Some(model), None)
+    }
+
+    fn new(kind: EventKind, subject: &'a T, before: Option<&'a T>, after: Option<&'a T>) -> Self {
+        OutboxEvent {
+            kind,
+            subject,
+            before,
+            after,
+            metadata: Metadata::new(),
+        }
+    }
+
+    /// Adds one metadata entry (request id, user id, session...).
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds every entry of `metadata`.
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata.extend(metadata);
+        self
+    }
+
+    /// The event name, e.g. `account.created`.
+    pub fn name(&self) -> String {
+        format!("{}.{}", T::ENTITY, self.kind)
+    }
+
+    /// Writes the event to the outbox through `conn`, which must be inside a transaction.
+    /// Returns the new event's id.
+    pub fn emit(self, conn: &mut PgConnection) -> Result<Uuid, EmitError> {
+        let event = self.name();
+        let topic = self.subject.topic();
+        let key = self.subject.key();
+        let event_id = Uuid::now_v7();
+        let envelope = EnvelopeRef {
+            schema_version: SCHEMA_VERSION,
+            event_id,
+            event: &event,
+            entity: T::ENTITY,
+            kind: self.kind,
+            key: &key,
+            occurred_at: Utc::now(),
+            before: self.before.map(Payload),
+            after: self.after.map(Payload),
+            metadata: &self.metadata,
+        };
+        let payload = serde_json::to_string(&envelope).map_err(|source| EmitError::Serialize {
+            event: event.clone(),
+            source,
+        })?;
+        let written = diesel::sql_query(INSERT_EVENT)
+            .bind::<SqlUuid, _>(event_id)
+            .bind::<Text, _>(topic.as_ref())
+            .bind::<Text, _>(&key)
+            .bind::<Text, _>(&event)
+            .bind::<Text, _>(T::ENTITY)
+            .bind::<Text, _>(&payload)
+            .execute(conn)
+            .map_err(|source| classify(event.clone(), source))?;
+        if written == 0 {
+            return Err(EmitError::NotInTransaction { event });
+        }
+        Ok(event_id)
+    }
+}
+
+fn classify(event: String, source: diesel::result::Error) -> EmitError {
+    let missing_table = matches!(
+        &source,
+        diesel::result::Error::DatabaseError(_, info)
+            if info.message().contains("\"procon_outbox\" does not exist")
+    );
+    if missing_table {
+        EmitError::OutboxMissing { event }
+    } else {
+        EmitError::Database { event, source }
+    }
+}
+
+/// The envelope as written: borrows the model instead of copying it into JSON values.
+#[derive(serde::Serialize)]
+#[serde(bound = "")]
+struct EnvelopeRef<'a, T: Outbox> {
+    schema_version: u32,
+    event_id: Uuid,
+    event: &'a str,
+    entity: &'a str,
+    kind: EventKind,
+    key: &'a str,
+    occurred_at: chrono::DateTime<Utc>,
+    before: Option<Payload<'a, T>>,
+    after: Option<Payload<'a, T>>,
+    metadata: &'a Metadata,
+}
+
+/// Shortcuts on every [`Outbox`] model: `account.emit_created(conn)?`.
+pub trait OutboxExt: Outbox + Sized {
+    /// Emits `<entity>.created` with this model as `after`. See [`OutboxEvent::emit`].
+    fn emit_created(&self, conn: &mut PgConnection) -> Result<Uuid, EmitError> {
+        OutboxEvent::created(self).emit(conn)
+    }
+
+    /// Emits `<entity>.updated` with `before` and this model as `after`.
+    fn emit_updated(&self, before: &Self, conn: &mut PgConnection) -> Result<Uuid, EmitError> {
+        OutboxEvent::updated(before, self).emit(conn)
+    }
+
+    /// Emits `<entity>.deleted` with this model as `before`.
+    fn emit_deleted(&self, conn: &mut PgConnection) -> Result<Uuid, EmitError> {
+        OutboxEvent::deleted(self).emit(conn)
+    }
+}
+
+impl<T: Outbox> OutboxExt for T {}
