@@ -189,10 +189,18 @@ impl Config {
     /// Checks what can be checked without connecting to anything.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.brokers.trim().is_empty() {
-            return Err(invalid("brokers", &self.brokers, "no bootstrap server given"));
+            return Err(invalid(
+                "brokers",
+                &self.brokers,
+                "no bootstrap server given",
+            ));
         }
         if self.service_name.trim().is_empty() {
-            return Err(invalid("service_name", &self.service_name, "must not be empty"));
+            return Err(invalid(
+                "service_name",
+                &self.service_name,
+                "must not be empty",
+            ));
         }
         if let Err(e) = tokio_postgres::Config::from_str(&self.database_url) {
             return Err(invalid(
@@ -302,16 +310,24 @@ mod tests {
 
     #[test]
     fn database_url_falls_back_to_database_url() {
-        let config =
-            Config::from_vars([("DATABASE_URL", "postgres://a@b/c"), ("PROCON_BROKERS", "k:1")])
-                .unwrap();
+        let config = Config::from_vars([
+            ("DATABASE_URL", "postgres://a@b/c"),
+            ("PROCON_BROKERS", "k:1"),
+        ])
+        .unwrap();
         assert_eq!(config.database_url, "postgres://a@b/c");
     }
 
     #[test]
     fn missing_brokers_is_named() {
         let err = Config::from_vars([("PROCON_DATABASE_URL", "postgres://a@b/c")]).unwrap_err();
-        assert!(matches!(err, ConfigError::Missing { name: "PROCON_BROKERS", .. }));
+        assert!(matches!(
+            err,
+            ConfigError::Missing {
+                name: "PROCON_BROKERS",
+                ..
+            }
+        ));
         assert!(err.to_string().contains("PROCON_BROKERS"));
     }
 
@@ -320,7 +336,10 @@ mod tests {
         let mut vars = base();
         vars.push(("PROCON_RELAY_BATCH_SIZE", "lots"));
         let err = Config::from_vars(vars).unwrap_err().to_string();
-        assert!(err.contains("PROCON_RELAY_BATCH_SIZE") && err.contains("lots"), "{err}");
+        assert!(
+            err.contains("PROCON_RELAY_BATCH_SIZE") && err.contains("lots"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -336,7 +355,8 @@ mod tests {
         let config = Config::new("postgres://u@h/db", "k:1").kafka_option("acks", "1");
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("acks"), "{err}");
-        let config = Config::new("postgres://u@h/db", "k:1").kafka_option("enable.idempotence", "false");
+        let config =
+            Config::new("postgres://u@h/db", "k:1").kafka_option("enable.idempotence", "false");
         assert!(config.validate().is_err());
     }
 

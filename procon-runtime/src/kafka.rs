@@ -6,8 +6,8 @@
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, ProducerContext};
 use rdkafka::producer::DeliveryResult;
+use rdkafka::producer::{FutureProducer, ProducerContext};
 
 use crate::config::Config;
 
@@ -21,12 +21,18 @@ impl ClientContext for TracingContext {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => tracing::error!(target: "procon::kafka", facility = fac, "{log_message}"),
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "procon::kafka", facility = fac, "{log_message}"),
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "procon::kafka", facility = fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "procon::kafka", facility = fac, "{log_message}")
+            }
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
                 tracing::info!(target: "procon::kafka", facility = fac, "{log_message}")
             }
-            RDKafkaLogLevel::Debug => tracing::debug!(target: "procon::kafka", facility = fac, "{log_message}"),
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "procon::kafka", facility = fac, "{log_message}")
+            }
         }
     }
 

@@ -1,1 +1,115 @@
-fn main() {}
+//! `procon`: the operator's command line.
+//!
+//! - `procon migrate`: apply procon's migrations to the database;
+//! - `procon relay`: run the outbox relay until SIGINT / SIGTERM;
+//! - `procon status`: how many events wait in the outbox, and the oldest one's age.
+//!
+//! Settings come from the environment (see `procon::Config::from_vars`), e.g.
+//! `PROCON_DATABASE_URL=postgres://postgres@127.0.0.1/app PROCON_BROKERS=127.0.0.1:9092 procon relay`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
+
+#[derive(Parser)]
+#[command(name = "procon", version, about = "Operate procon's outbox and relay")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply procon's migrations (creates `procon_outbox`).
+    Migrate {
+        /// PostgreSQL URL; defaults to PROCON_DATABASE_URL, then DATABASE_URL.
+        #[arg(long, env = "PROCON_DATABASE_URL")]
+        database_url: Option<String>,
+    },
+    /// Run the relay: publish the outbox to Kafka until SIGINT or SIGTERM.
+    Relay,
+    /// Show the outbox backlog.
+    Status {
+        /// PostgreSQL URL; defaults to PROCON_DATABASE_URL, then DATABASE_URL.
+        #[arg(long, env = "PROCON_DATABASE_URL")]
+        database_url: Option<String>,
+    },
+}
+
+#[derive(QueryableByName)]
+struct Backlog {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    waiting: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    oldest_age_s: Option<f64>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("procon: {error}");
+            let mut source = error.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn run(cli: Cli) -> Result<(), BoxError> {
+    match cli.command {
+        Command::Migrate { database_url } => {
+            let mut conn = connect(database_url)?;
+            let applied = procon::migrate(&mut conn)?;
+            if applied.is_empty() {
+                println!("procon tables are up to date");
+            }
+            for version in applied {
+                println!("applied {version}");
+            }
+            Ok(())
+        }
+        Command::Relay => {
+            let config = procon::Config::from_env()?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let procon = procon::start(config)?;
+                procon.run_until_signal().await?;
+                Ok(())
+            })
+        }
+        Command::Status { database_url } => {
+            let mut conn = connect(database_url)?;
+            let backlog: Backlog = diesel::sql_query(
+                "SELECT count(*) AS waiting, \
+                 extract(epoch FROM now() - min(created_at))::float8 AS oldest_age_s \
+                 FROM procon_outbox",
+            )
+            .get_result(&mut conn)?;
+            match backlog.oldest_age_s {
+                Some(age) => println!("{} events waiting, oldest {age:.1} s old", backlog.waiting),
+                None => println!("outbox empty"),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn connect(database_url: Option<String>) -> Result<PgConnection, BoxError> {
+    let url = database_url
+        .or_else(|| std::env::var("DATABASE_URL").ok())
+        .ok_or("no database: pass --database-url or set PROCON_DATABASE_URL")?;
+    Ok(PgConnection::establish(&url)?)
+}

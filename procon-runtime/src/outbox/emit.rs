@@ -1,6 +1,7 @@
 //! Writing one event to the outbox in the caller's transaction.
 
 use chrono::Utc;
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::pg::PgConnection;
 use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel::RunQueryDsl;
@@ -13,9 +14,6 @@ use crate::event::{EventKind, Metadata, SCHEMA_VERSION};
 pub const NOTIFY_CHANNEL: &str = "procon_outbox";
 
 /// One statement (one round trip) that
-/// - refuses to write outside a transaction block: in autocommit mode PostgreSQL starts the
-///   transaction with the statement, so `transaction_timestamp()` equals `statement_timestamp()`
-///   exactly; inside `BEGIN ... COMMIT` the statement necessarily starts later than `BEGIN`;
 /// - takes the per-(topic, key) transaction lock *before* the row's id is drawn, so per key, ids
 ///   are assigned in commit order;
 /// - queues the relay's wake-up, which PostgreSQL delivers only if the transaction commits.
@@ -23,8 +21,7 @@ const INSERT_EVENT: &str = "\
 INSERT INTO procon_outbox (event_id, topic, message_key, event_name, entity, payload) \
 SELECT $1, $2, $3, $4, $5, $6::jsonb \
 FROM (SELECT pg_advisory_xact_lock(hashtextextended($2 || '\u{1f}' || $3, 0)), \
-             pg_notify('procon_outbox', '')) AS procon_guard \
-WHERE statement_timestamp() <> transaction_timestamp()";
+             pg_notify('procon_outbox', '')) AS procon_guard";
 
 /// Why an event could not be written to the outbox. In every case nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +62,28 @@ pub enum EmitError {
         #[source]
         source: diesel::result::Error,
     },
+    /// The surrounding transaction failed (when `EmitError` is the transaction's error type).
+    #[error("the transaction failed: {0}")]
+    Transaction(#[source] diesel::result::Error),
+}
+
+/// Lets `EmitError` be the error type of `conn.transaction(|conn| ...)` itself.
+impl From<diesel::result::Error> for EmitError {
+    fn from(source: diesel::result::Error) -> Self {
+        EmitError::Transaction(source)
+    }
+}
+
+/// Lets `?` on an emit work inside `conn.transaction(|conn| -> QueryResult<_> { ... })`. A
+/// database error keeps its Diesel form (so e.g. a serialization failure can still be
+/// recognised and retried); the others are boxed in `QueryBuilderError`.
+impl From<EmitError> for diesel::result::Error {
+    fn from(error: EmitError) -> Self {
+        match error {
+            EmitError::Database { source, .. } | EmitError::Transaction(source) => source,
+            other => diesel::result::Error::QueryBuilderError(Box::new(other)),
+        }
+    }
 }
 
 /// An event about to be written to the outbox: built from a model, given metadata, then emitted.
@@ -136,6 +155,11 @@ impl<'a, T: Outbox> OutboxEvent<'a, T> {
     /// Returns the new event's id.
     pub fn emit(self, conn: &mut PgConnection) -> Result<Uuid, EmitError> {
         let event = self.name();
+        match AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth() {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(EmitError::NotInTransaction { event }),
+            Err(source) => return Err(EmitError::Database { event, source }),
+        }
         let topic = self.subject.topic();
         let key = self.subject.key();
         let event_id = Uuid::now_v7();
@@ -155,7 +179,7 @@ impl<'a, T: Outbox> OutboxEvent<'a, T> {
             event: event.clone(),
             source,
         })?;
-        let written = diesel::sql_query(INSERT_EVENT)
+        diesel::sql_query(INSERT_EVENT)
             .bind::<SqlUuid, _>(event_id)
             .bind::<Text, _>(topic.as_ref())
             .bind::<Text, _>(&key)
@@ -163,10 +187,7 @@ impl<'a, T: Outbox> OutboxEvent<'a, T> {
             .bind::<Text, _>(T::ENTITY)
             .bind::<Text, _>(&payload)
             .execute(conn)
-            .map_err(|source| classify(event.clone(), source))?;
-        if written == 0 {
-            return Err(EmitError::NotInTransaction { event });
-        }
+            .map_err(|source| classify(event, source))?;
         Ok(event_id)
     }
 }

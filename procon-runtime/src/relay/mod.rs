@@ -50,7 +50,11 @@ enum SessionEnd {
 }
 
 impl Relay {
-    pub(crate) fn new(config: Config, database: tokio_postgres::Config, producer: Producer) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        database: tokio_postgres::Config,
+        producer: Producer,
+    ) -> Self {
         Relay {
             config,
             database,
@@ -71,7 +75,8 @@ impl Relay {
             let end = match OutboxSource::connect(&self.database, wake.clone()).await {
                 Ok(source) => {
                     backoff.reset();
-                    self.session(&source, &wake, &mut shutdown, &mut backoff).await
+                    self.session(&source, &wake, &mut shutdown, &mut backoff)
+                        .await
                 }
                 Err(error) => SessionEnd::Failed(error),
             };
@@ -159,7 +164,11 @@ impl Relay {
                 // Delivered rows stay and are published again: duplicates, never loss.
                 return SessionEnd::Failed(error);
             }
-            tracing::debug!(read = rows.len(), delivered = delivered.len(), "relay round");
+            tracing::debug!(
+                read = rows.len(),
+                delivered = delivered.len(),
+                "relay round"
+            );
             if complete {
                 backoff.reset();
             } else if !*shutdown.borrow() {
@@ -178,7 +187,10 @@ impl Relay {
 }
 
 /// Sleeps for `delay`; returns true if shutdown was requested meanwhile.
-async fn sleep_or_shutdown(delay: std::time::Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+async fn sleep_or_shutdown(
+    delay: std::time::Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(delay) => {}
         _ = shutdown.changed() => {}

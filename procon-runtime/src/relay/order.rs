@@ -67,7 +67,13 @@ mod tests {
 
     #[test]
     fn a_failure_keeps_every_later_row_of_its_key_but_not_other_keys() {
-        let rows = [row(1, "a"), row(2, "a"), row(3, "b"), row(4, "a"), row(5, "b")];
+        let rows = [
+            row(1, "a"),
+            row(2, "a"),
+            row(3, "b"),
+            row(4, "a"),
+            row(5, "b"),
+        ];
         let outcomes = [
             Outcome::Delivered,
             failed(),

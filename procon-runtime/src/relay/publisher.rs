@@ -76,7 +76,9 @@ pub(crate) async fn publish(
                 deadline = Some(Instant::now() + shutdown_timeout);
             }
             let tick = match deadline {
-                Some(at) => at.saturating_duration_since(Instant::now()).min(WAITING_LOG_PERIOD),
+                Some(at) => at
+                    .saturating_duration_since(Instant::now())
+                    .min(WAITING_LOG_PERIOD),
                 None => WAITING_LOG_PERIOD,
             };
             tokio::select! {

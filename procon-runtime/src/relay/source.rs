@@ -55,7 +55,10 @@ impl OutboxSource {
         config: &tokio_postgres::Config,
         wake: Arc<Notify>,
     ) -> Result<Self, SourceError> {
-        let (client, mut connection) = config.connect(NoTls).await.map_err(fail("connect to PostgreSQL"))?;
+        let (client, mut connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(fail("connect to PostgreSQL"))?;
         tokio::spawn(async move {
             let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(message) = messages.next().await {
@@ -147,7 +150,9 @@ impl OutboxSource {
 }
 
 /// Parses the database URL and bounds how long a connection attempt may hang.
-pub(crate) fn connection_config(url: &str) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+pub(crate) fn connection_config(
+    url: &str,
+) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
     let mut config: tokio_postgres::Config = url.parse()?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));

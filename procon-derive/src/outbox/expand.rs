@@ -1,0 +1,83 @@
+//! Writes the `impl Outbox` of a validated [`Model`]. Infallible: every mistake was reported
+//! before, so this is only `quote!`.
+//!
+//! The generated code names runtime items only through `::procon::__private` and `::core`,
+//! and its own names start with `__procon_`, so nothing in the user's scope can capture them.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::Ident;
+
+use super::ast::{Member, Model, PayloadField};
+
+/// The `impl Outbox` for `model`, in an anonymous `const` so it adds no name to the user's
+/// module.
+pub(super) fn expand(model: &Model<'_>) -> TokenStream {
+    let Model {
+        ident,
+        generics,
+        entity,
+        topic,
+        key,
+        payload,
+    } = model;
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    // The trait paths and the borrowed value carry the field type's span, so a missing
+    // `Display` or `Serialize` impl is reported at the field's type rather than at
+    // `#[derive(Outbox)]`. The value's binding and use share that span, hence its hygiene,
+    // so they always resolve to each other, even for a struct written by a `macro_rules!`;
+    // `self` keeps the call-site span of the method's receiver.
+    let to_string = quote_spanned!(key.ty.span()=> ::procon::__private::ToString::to_string);
+    let key_value = Ident::new("__procon_key", key.ty.span());
+    let key = &key.ident;
+    let type_name = ident.unraw().to_string();
+    let len = payload.len();
+    // `mut` only when a field is written: a struct whose every field is skipped would
+    // otherwise trip `unused_mut` in the user's crate.
+    let state_mut = (!payload.is_empty()).then(|| quote!(mut));
+    let fields = payload.iter().map(|field| {
+        let PayloadField {
+            name,
+            member: Member { ident, ty },
+        } = field;
+        let serialize_field =
+            quote_spanned!(ty.span()=> ::procon::__private::SerializeStruct::serialize_field);
+        let value = Ident::new("__procon_value", ty.span());
+        quote! {
+            let #value = &self.#ident;
+            #serialize_field(&mut __procon_state, #name, #value)?;
+        }
+    });
+    quote! {
+        const _: () = {
+            #[automatically_derived]
+            impl #impl_generics ::procon::__private::Outbox for #ident #ty_generics #where_clause {
+                const ENTITY: &'static ::core::primitive::str = #entity;
+
+                fn topic(&self) -> ::procon::__private::Cow<'_, ::core::primitive::str> {
+                    ::procon::__private::Cow::Borrowed(#topic)
+                }
+
+                fn key(&self) -> ::procon::__private::String {
+                    let #key_value = &self.#key;
+                    #to_string(#key_value)
+                }
+
+                fn serialize_payload<__procon_S: ::procon::__private::Serializer>(
+                    &self,
+                    __procon_serializer: __procon_S,
+                ) -> ::procon::__private::Result<__procon_S::Ok, __procon_S::Error> {
+                    let #state_mut __procon_state = ::procon::__private::Serializer::serialize_struct(
+                        __procon_serializer,
+                        #type_name,
+                        #len,
+                    )?;
+                    #(#fields)*
+                    ::procon::__private::SerializeStruct::end(__procon_state)
+                }
+            }
+        };
+    }
+}

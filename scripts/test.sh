@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: makes sure PostgreSQL and the broker are up, then runs every test.
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test relay`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/postgres.sh
+scripts/broker.sh start
+export PROCON_TEST_DATABASE_URL=${PROCON_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+export PROCON_TEST_BROKERS=${PROCON_TEST_BROKERS:-127.0.0.1:9092}
+cargo test --workspace "$@"

@@ -1,0 +1,44 @@
+//! Shared test support: a schema per test in real PostgreSQL, topics on the real broker, a
+//! collector that reads what the broker holds, and a TCP proxy to cut the broker off.
+#![allow(dead_code)]
+
+pub mod broker;
+pub mod db;
+pub mod model;
+pub mod proxy;
+
+use std::time::{Duration, Instant};
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runtime settings for tests: the test schema's database, the test broker, short intervals.
+pub fn runtime_config(db: &db::TestDb, brokers: &str) -> procon::Config {
+    let mut config = procon::Config::new(db.url.clone(), brokers).service_name("procon-tests");
+    config.relay.poll_interval = Duration::from_millis(200);
+    config.relay.backoff.max = Duration::from_secs(1);
+    config
+}
+
+/// Installs a log subscriber once, so failing tests show the runtime's logs.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,procon_runtime=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}

@@ -1,0 +1,8 @@
+//! Pins every compile error of procon's macros (run `TRYBUILD=overwrite cargo test --test ui` to accept new output).
+
+#[test]
+fn outbox_derive_errors_are_pinned() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/outbox/*.rs");
+    t.pass("tests/ui/pass/*.rs");
+}

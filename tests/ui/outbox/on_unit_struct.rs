@@ -1,0 +1,7 @@
+use procon::Outbox;
+
+#[derive(Outbox)]
+#[procon(topic = "accounts")]
+struct Account;
+
+fn main() {}
