@@ -1,1 +1,297 @@
-fn main() {}
+//! procon's benchmark binary: `scripts/bench.sh` (or `cargo run --release --bin procon-bench`).
+//!
+//! Prints, in one run against the same broker and database:
+//! 1. raw producer events/s: the same payloads, keys and producer settings as the relay
+//!    (idempotent, acks=all), straight to Kafka: the baseline;
+//! 2. relay events/s draining a pre-filled outbox of `BENCH_EVENTS` rows (default 100,000),
+//!    and its ratio to the baseline;
+//! 3. commit → broker latency percentiles at a steady `BENCH_RATE` events/s (default 1,000) for
+//!    `BENCH_SECONDS` (default 10): each event is emitted in its own transaction and timed from
+//!    just before its commit to its arrival at a consumer.
+//!
+//! Settings: `PROCON_BENCH_DATABASE_URL` (default the local `test` database),
+//! `PROCON_BENCH_BROKERS` (default 127.0.0.1:9092).
+
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
+use procon::prelude::*;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 8;
+const KEYS: i64 = 1000;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The benchmarked model: a small account-like row published to a per-run topic.
+struct Item {
+    topic: String,
+    id: i64,
+    seq: i64,
+}
+
+impl procon::Outbox for Item {
+    const ENTITY: &'static str = "item";
+    fn topic(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(&self.topic)
+    }
+    fn key(&self) -> String {
+        self.id.to_string()
+    }
+    fn serialize_payload<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut state = serializer.serialize_struct("Item", 3)?;
+        state.serialize_field("id", &self.id)?;
+        state.serialize_field("seq", &self.seq)?;
+        state.serialize_field("name", "benchmark item with a realistic short name")?;
+        state.end()
+    }
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn outbox_len(conn: &mut PgConnection) -> Result<i64, BoxError> {
+    Ok(diesel::sql_query("SELECT count(*) AS n FROM procon_outbox")
+        .get_result::<Count>(conn)?
+        .n)
+}
+
+async fn create_topic(brokers: &str, topic: &str) -> Result<(), BoxError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin
+        .create_topics(
+            &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
+            &options,
+        )
+        .await?
+    {
+        result.map_err(|(name, code)| format!("creating {name}: {code}"))?;
+    }
+    Ok(())
+}
+
+/// Emits `count` events in transactions of 1,000 and returns one stored payload (for the
+/// baseline to send the same bytes).
+fn fill_outbox(conn: &mut PgConnection, topic: &str, count: i64) -> Result<String, BoxError> {
+    for chunk in 0..(count + 999) / 1000 {
+        conn.transaction(|conn| {
+            for i in chunk * 1000..((chunk + 1) * 1000).min(count) {
+                Item {
+                    topic: topic.to_owned(),
+                    id: i % KEYS,
+                    seq: i / KEYS,
+                }
+                .emit_created(conn)?;
+            }
+            Ok::<_, procon::EmitError>(())
+        })?;
+    }
+    #[derive(QueryableByName)]
+    struct Payload {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        payload: String,
+    }
+    let sample: Payload =
+        diesel::sql_query("SELECT payload::text AS payload FROM procon_outbox LIMIT 1")
+            .get_result(conn)?;
+    Ok(sample.payload)
+}
+
+async fn raw_producer(
+    brokers: &str,
+    topic: &str,
+    payload: &str,
+    count: i64,
+) -> Result<f64, BoxError> {
+    let config = procon::Config::new("postgres://unused@127.0.0.1/unused", brokers);
+    let producer: FutureProducer = procon::runtime::kafka::producer_config(&config).create()?;
+    let started = Instant::now();
+    let mut deliveries = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let key = (i % KEYS).to_string();
+        let mut record = FutureRecord::to(topic).key(&key).payload(payload);
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((_, returned)) => {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+    for delivery in deliveries {
+        delivery.await?.map_err(|(e, _)| e)?;
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn relay_drain(
+    url: &str,
+    brokers: &str,
+    conn: &mut PgConnection,
+    count: i64,
+) -> Result<f64, BoxError> {
+    let runtime = procon::start(procon::Config::new(url, brokers))?;
+    let started = Instant::now();
+    while outbox_len(conn)? > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    runtime.shutdown().await?;
+    Ok(rate)
+}
+
+async fn latency(
+    url: &str,
+    brokers: &str,
+    topic: &str,
+    rate: u64,
+    seconds: u64,
+) -> Result<Vec<Duration>, BoxError> {
+    let runtime = procon::start(procon::Config::new(url, brokers))?;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "procon-bench-latency")
+        .set("fetch.wait.max.ms", "5")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let total = rate * seconds;
+    let url = url.to_owned();
+    let topic_name = topic.to_owned();
+    // The emitter runs on its own thread at a steady pace and records each event's commit time.
+    let emitter = std::thread::spawn(move || -> Result<Vec<(String, Instant)>, BoxError> {
+        let mut conn = PgConnection::establish(&url)?;
+        let period = Duration::from_secs_f64(1.0 / rate as f64);
+        let started = Instant::now();
+        let mut committed = Vec::with_capacity(total as usize);
+        for i in 0..total {
+            let due = started + period * i as u32;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let id = conn.transaction(|conn| {
+                Item {
+                    topic: topic_name.clone(),
+                    id: i as i64 % KEYS,
+                    seq: i as i64,
+                }
+                .emit_created(conn)
+            })?;
+            committed.push((id.to_string(), Instant::now()));
+        }
+        Ok(committed)
+    });
+    let mut arrived = std::collections::HashMap::with_capacity(total as usize);
+    let deadline = Instant::now() + Duration::from_secs(seconds + 60);
+    while (arrived.len() as u64) < total && Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message?;
+            let envelope: serde_json::Value =
+                serde_json::from_slice(message.payload().unwrap_or_default())?;
+            arrived.insert(
+                envelope["event_id"].as_str().unwrap_or_default().to_owned(),
+                Instant::now(),
+            );
+        }
+    }
+    let committed = emitter.join().map_err(|_| "emitter thread panicked")??;
+    runtime.shutdown().await?;
+    let mut latencies: Vec<Duration> = committed
+        .iter()
+        .filter_map(|(id, at)| {
+            arrived
+                .get(id)
+                .map(|seen| seen.saturating_duration_since(*at))
+        })
+        .collect();
+    if latencies.len() as u64 != total {
+        return Err(format!("only {} of {total} events arrived", latencies.len()).into());
+    }
+    latencies.sort();
+    Ok(latencies)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let base = env_or(
+        "PROCON_BENCH_DATABASE_URL",
+        "postgres://postgres@127.0.0.1:5432/test",
+    );
+    let brokers = env_or("PROCON_BENCH_BROKERS", "127.0.0.1:9092");
+    let events: i64 = env_or("BENCH_EVENTS", "100000").parse()?;
+    let rate: u64 = env_or("BENCH_RATE", "1000").parse()?;
+    let seconds: u64 = env_or("BENCH_SECONDS", "10").parse()?;
+
+    PgConnection::establish(&base)?
+        .batch_execute("DROP SCHEMA IF EXISTS procon_bench CASCADE; CREATE SCHEMA procon_bench;")?;
+    let url = format!(
+        "{base}{}options=-csearch_path%3Dprocon_bench",
+        if base.contains('?') { '&' } else { '?' }
+    );
+    let mut conn = PgConnection::establish(&url)?;
+    procon::migrate(&mut conn)?;
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let (raw_topic, relay_topic, latency_topic) = (
+        format!("bench-raw-{run}"),
+        format!("bench-relay-{run}"),
+        format!("bench-latency-{run}"),
+    );
+    for topic in [&raw_topic, &relay_topic, &latency_topic] {
+        create_topic(&brokers, topic).await?;
+    }
+
+    println!(
+        "procon-bench: {events} events, {KEYS} keys, {PARTITIONS} partitions, broker {brokers}"
+    );
+    let fill_started = Instant::now();
+    let payload = fill_outbox(&mut conn, &relay_topic, events)?;
+    println!(
+        "emit (1,000 events per transaction):  {:>9.0} events/s   ({} B envelope)",
+        events as f64 / fill_started.elapsed().as_secs_f64(),
+        payload.len()
+    );
+    let raw = raw_producer(&brokers, &raw_topic, &payload, events).await?;
+    println!("raw producer (baseline):              {raw:>9.0} events/s");
+    let relay = relay_drain(&url, &brokers, &mut conn, events).await?;
+    println!(
+        "relay draining the outbox:            {relay:>9.0} events/s   ({:.2}x the raw producer)",
+        relay / raw
+    );
+    let latencies = latency(&url, &brokers, &latency_topic, rate, seconds).await?;
+    println!(
+        "commit -> consumer at {rate} events/s for {seconds} s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+    );
+    Ok(())
+}

@@ -26,6 +26,66 @@ pub struct Config {
     pub kafka: BTreeMap<String, String>,
     /// How the relay runs.
     pub relay: RelayConfig,
+    /// How the consumer runs.
+    pub consumer: ConsumerConfig,
+}
+
+/// What the consumer does with an event no handler is registered for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownEvents {
+    /// Record it as consumed (its offset advances) and log at debug level. The default.
+    #[default]
+    Ignore,
+    /// Treat it as a failure: the partition stops on it and retries with backoff.
+    Stop,
+}
+
+/// Settings of the exactly-once consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    /// Run the consumer in this process when handlers are registered. Default `true`.
+    pub enabled: bool,
+    /// Events without a handler: ignore and record (default) or stop.
+    pub unknown_events: UnknownEvents,
+    /// Physical topic names for the topics handlers name, e.g. `accounts` → `prod.accounts`.
+    /// A topic not listed is used as written.
+    pub topics: BTreeMap<String, String>,
+    /// librdkafka options for the consumer only (`session.timeout.ms`, `fetch.wait.max.ms`...).
+    pub kafka: BTreeMap<String, String>,
+    /// How long applied event ids are remembered to recognise redelivered events. Default 7 days.
+    pub dedup_retention: Duration,
+    /// How often expired event ids are deleted. Default 10 minutes.
+    pub cleanup_interval: Duration,
+    /// Also commit applied positions to Kafka (as a hint for tools; positions are read from
+    /// PostgreSQL). Default `true`.
+    pub commit_hints: bool,
+    /// Retry delays after a failed event or an unreachable database.
+    pub backoff: BackoffConfig,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            enabled: true,
+            unknown_events: UnknownEvents::Ignore,
+            topics: BTreeMap::new(),
+            kafka: BTreeMap::new(),
+            dedup_retention: Duration::from_secs(7 * 24 * 3600),
+            cleanup_interval: Duration::from_secs(600),
+            commit_hints: true,
+            backoff: BackoffConfig {
+                initial: Duration::from_millis(200),
+                max: Duration::from_secs(30),
+            },
+        }
+    }
+}
+
+impl ConsumerConfig {
+    /// The topic to subscribe to for a topic named by a handler.
+    pub fn physical_topic<'a>(&'a self, topic: &'a str) -> &'a str {
+        self.topics.get(topic).map(String::as_str).unwrap_or(topic)
+    }
 }
 
 /// Settings of the outbox relay.
@@ -86,6 +146,14 @@ const PINNED_PRODUCER_OPTIONS: [&str; 3] = ["enable.idempotence", "acks", "messa
 /// `PROCON_KAFKA_LINGER_MS=5` sets `linger.ms=5`.
 pub const KAFKA_ENV_PREFIX: &str = "PROCON_KAFKA_";
 
+/// The environment variable prefix of consumer-only librdkafka options.
+pub const CONSUMER_KAFKA_ENV_PREFIX: &str = "PROCON_CONSUMER_KAFKA_";
+
+/// `SESSION_TIMEOUT_MS` → `session.timeout.ms`.
+fn env_option(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', ".")
+}
+
 impl Config {
     /// A configuration with defaults for everything but the database and the brokers.
     pub fn new(database_url: impl Into<String>, brokers: impl Into<String>) -> Self {
@@ -95,6 +163,7 @@ impl Config {
             brokers: brokers.into(),
             kafka: BTreeMap::new(),
             relay: RelayConfig::default(),
+            consumer: ConsumerConfig::default(),
         }
     }
 
@@ -114,7 +183,12 @@ impl Config {
     /// | `PROCON_RELAY_BATCH_SIZE` | rows per round, default 5000 |
     /// | `PROCON_RELAY_POLL_INTERVAL_MS` | fallback polling period, default 1000 |
     /// | `PROCON_RELAY_SHUTDOWN_TIMEOUT_MS` | drain time on shutdown, default 10000 |
+    /// | `PROCON_CONSUMER_ENABLED` | `true` / `false`, default `true` |
+    /// | `PROCON_CONSUMER_UNKNOWN_EVENTS` | `ignore` (default) or `stop` |
+    /// | `PROCON_CONSUMER_DEDUP_RETENTION_S` | how long applied event ids are kept, default 604800 |
+    /// | `PROCON_CONSUMER_COMMIT_HINTS` | also commit positions to Kafka, default `true` |
     /// | `PROCON_KAFKA_<OPTION>` | librdkafka option, `_` read as `.`: `PROCON_KAFKA_LINGER_MS=5` |
+    /// | `PROCON_CONSUMER_KAFKA_<OPTION>` | librdkafka option for the consumer only |
     pub fn from_vars<I, K, V>(vars: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = (K, V)>,
@@ -158,10 +232,38 @@ impl Config {
             relay.shutdown_timeout =
                 Duration::from_millis(parse("PROCON_RELAY_SHUTDOWN_TIMEOUT_MS", v)?);
         }
+        let consumer = &mut config.consumer;
+        if let Some(v) = vars.get("PROCON_CONSUMER_ENABLED") {
+            consumer.enabled = parse("PROCON_CONSUMER_ENABLED", v)?;
+        }
+        if let Some(v) = vars.get("PROCON_CONSUMER_UNKNOWN_EVENTS") {
+            consumer.unknown_events = match v.trim() {
+                "ignore" => UnknownEvents::Ignore,
+                "stop" => UnknownEvents::Stop,
+                _ => {
+                    return Err(invalid(
+                        "PROCON_CONSUMER_UNKNOWN_EVENTS",
+                        v,
+                        "expected `ignore` or `stop`",
+                    ))
+                }
+            };
+        }
+        if let Some(v) = vars.get("PROCON_CONSUMER_DEDUP_RETENTION_S") {
+            consumer.dedup_retention =
+                Duration::from_secs(parse("PROCON_CONSUMER_DEDUP_RETENTION_S", v)?);
+        }
+        if let Some(v) = vars.get("PROCON_CONSUMER_COMMIT_HINTS") {
+            consumer.commit_hints = parse("PROCON_CONSUMER_COMMIT_HINTS", v)?;
+        }
         for (name, value) in &vars {
             if let Some(option) = name.strip_prefix(KAFKA_ENV_PREFIX) {
-                let option = option.to_ascii_lowercase().replace('_', ".");
-                config.kafka.insert(option, value.clone());
+                config.kafka.insert(env_option(option), value.clone());
+            } else if let Some(option) = name.strip_prefix(CONSUMER_KAFKA_ENV_PREFIX) {
+                config
+                    .consumer
+                    .kafka
+                    .insert(env_option(option), value.clone());
             }
         }
         config.validate()?;
@@ -177,6 +279,12 @@ impl Config {
     /// Sets the service name.
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
         self.service_name = name.into();
+        self
+    }
+
+    /// Replaces the consumer settings.
+    pub fn consumer(mut self, consumer: ConsumerConfig) -> Self {
+        self.consumer = consumer;
         self
     }
 
@@ -217,6 +325,20 @@ impl Config {
                 "relay.poll_interval",
                 "0",
                 "must be positive (a zero interval would busy-loop)",
+            ));
+        }
+        if self.consumer.dedup_retention.is_zero() {
+            return Err(invalid(
+                "consumer.dedup_retention",
+                "0",
+                "must be positive: redelivered events are recognised only within it",
+            ));
+        }
+        if self.consumer.cleanup_interval.is_zero() {
+            return Err(invalid(
+                "consumer.cleanup_interval",
+                "0",
+                "must be positive",
             ));
         }
         for pinned in PINNED_PRODUCER_OPTIONS {
@@ -297,6 +419,8 @@ mod tests {
             ("PROCON_RELAY_POLL_INTERVAL_MS", "250"),
             ("PROCON_RELAY_ENABLED", "false"),
             ("PROCON_KAFKA_LINGER_MS", "7"),
+            ("PROCON_CONSUMER_KAFKA_SESSION_TIMEOUT_MS", "2000"),
+            ("PROCON_CONSUMER_UNKNOWN_EVENTS", "stop"),
             ("UNRELATED", "x"),
         ]);
         let config = Config::from_vars(vars).unwrap();
@@ -306,6 +430,15 @@ mod tests {
         assert!(!config.relay.enabled);
         assert_eq!(config.kafka.get("linger.ms").map(String::as_str), Some("7"));
         assert_eq!(config.kafka.len(), 1);
+        assert_eq!(
+            config
+                .consumer
+                .kafka
+                .get("session.timeout.ms")
+                .map(String::as_str),
+            Some("2000")
+        );
+        assert_eq!(config.consumer.unknown_events, UnknownEvents::Stop);
     }
 
     #[test]

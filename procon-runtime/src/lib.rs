@@ -15,16 +15,23 @@
 
 pub mod backoff;
 pub mod config;
+pub mod consumer;
 pub mod event;
 pub mod kafka;
 pub mod outbox;
 mod relay;
 pub mod store;
 
+#[doc(hidden)]
+pub use inventory as __inventory;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{Config, ConfigError, RelayConfig};
+pub use config::{Config, ConfigError, ConsumerConfig, RelayConfig, UnknownEvents};
 
 /// Why [`start`] refused to start. Nothing was started.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +42,9 @@ pub enum StartError {
     /// librdkafka rejected the client configuration (an unknown or malformed option).
     #[error("could not create the Kafka producer: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The consumer could not be set up (two handlers for one event, a rejected option...).
+    #[error("could not start the consumer: {0}")]
+    Consumer(#[from] consumer::ConsumerSetupError),
     /// `start` was called outside a Tokio runtime.
     #[error("procon_runtime::start must be called from within a Tokio runtime (e.g. in `#[tokio::main]`)")]
     NoTokioRuntime,
@@ -60,14 +70,20 @@ pub enum RuntimeError {
 pub struct Runtime {
     shutdown: watch::Sender<bool>,
     relay: Option<JoinHandle<()>>,
+    stop_consumer: Arc<AtomicBool>,
+    consumer: Option<JoinHandle<()>>,
+    stalls: consumer::StallView,
 }
 
-/// Starts procon's background tasks (the relay, when enabled) on the current Tokio runtime.
+/// Starts procon's background tasks on the current Tokio runtime: the relay (when enabled) and
+/// the consumer (when enabled and handlers are registered: every `#[event_handler]` function
+/// and `register_handler!` of the program is found, no list needed).
 ///
 /// Fails fast on a configuration that cannot work; an unreachable database or broker is not an
 /// error here: the tasks log it and retry with backoff until it is reachable.
 pub fn start(config: Config) -> Result<Runtime, StartError> {
     config.validate()?;
+    let consumer = consumer::prepare(&config, consumer::registered_handlers())?;
     let handle = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoTokioRuntime)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let relay = if config.relay.enabled {
@@ -78,7 +94,22 @@ pub fn start(config: Config) -> Result<Runtime, StartError> {
     } else {
         None
     };
-    Ok(Runtime { shutdown, relay })
+    let stop_consumer = Arc::new(AtomicBool::new(false));
+    let stalls = consumer
+        .as_ref()
+        .map(|c| c.stall_view())
+        .unwrap_or_default();
+    let consumer = consumer.map(|consumer| {
+        let stop = stop_consumer.clone();
+        handle.spawn_blocking(move || consumer.run(stop))
+    });
+    Ok(Runtime {
+        shutdown,
+        relay,
+        stop_consumer,
+        consumer,
+        stalls,
+    })
 }
 
 fn relay_database_config(config: &Config) -> Result<tokio_postgres::Config, ConfigError> {
@@ -90,10 +121,24 @@ fn relay_database_config(config: &Config) -> Result<tokio_postgres::Config, Conf
 }
 
 impl Runtime {
-    /// Stops the tasks gracefully: the relay stops reading the outbox, waits for the deliveries
-    /// in flight (bounded by `relay.shutdown_timeout`) and deletes the rows that were delivered.
+    /// Partitions whose consumption is held on a message that could not be applied (handler
+    /// error, undecodable payload, database down), with the error and the attempts so far.
+    pub fn stalled_partitions(&self) -> Vec<consumer::Stall> {
+        self.stalls.list()
+    }
+
+    /// Stops the tasks gracefully: the consumer finishes the message it is applying and leaves
+    /// its group; the relay stops reading the outbox, waits for the deliveries in flight
+    /// (bounded by `relay.shutdown_timeout`) and deletes the rows that were delivered.
     pub async fn shutdown(mut self) -> Result<(), RuntimeError> {
         let _ = self.shutdown.send(true);
+        self.stop_consumer.store(true, Ordering::Relaxed);
+        if let Some(consumer) = self.consumer.take() {
+            consumer.await.map_err(|source| RuntimeError::TaskFailed {
+                task: "consumer",
+                source,
+            })?;
+        }
         if let Some(relay) = self.relay.take() {
             relay.await.map_err(|source| RuntimeError::TaskFailed {
                 task: "relay",
@@ -115,6 +160,7 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         // Tells the tasks to stop even when the runtime is dropped without `shutdown`.
         let _ = self.shutdown.send(true);
+        self.stop_consumer.store(true, Ordering::Relaxed);
     }
 }
 

@@ -10,27 +10,48 @@
 //!
 //! See the repository README for a complete example.
 
+pub use procon_derive::event_handler;
 #[doc(inline)]
 pub use procon_derive::Outbox;
+pub use procon_runtime::consumer::Stall;
+pub use procon_runtime::consumer::{
+    Coordinates, Event, EventHandler, HandlerContext, HandlerError,
+};
 pub use procon_runtime::event::{self, Envelope, EventKind, Metadata};
 pub use procon_runtime::outbox::{EmitError, Outbox, OutboxEvent, OutboxExt};
+pub use procon_runtime::register_handler;
 pub use procon_runtime::store::{migrate, MigrationError};
-pub use procon_runtime::{config, start, Config, ConfigError, Runtime, RuntimeError, StartError};
+pub use procon_runtime::{
+    config, start, Config, ConfigError, ConsumerConfig, RelayConfig, Runtime, RuntimeError,
+    StartError, UnknownEvents,
+};
 
 /// The runtime crate, for what the facade does not re-export.
 pub use procon_runtime as runtime;
 
 /// `use procon::prelude::*;` brings the derive, the trait and the emit shortcuts into scope.
 pub mod prelude {
-    pub use crate::{EventKind, Metadata, Outbox, OutboxEvent, OutboxExt};
+    pub use crate::{
+        Event, EventHandler, EventKind, HandlerContext, HandlerError, Metadata, Outbox,
+        OutboxEvent, OutboxExt,
+    };
 }
 
 /// What the macros expand to. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
     pub use core::result::Result;
+    pub use procon_runtime::__inventory as inventory;
+    pub use procon_runtime::consumer::{
+        Event, EventHandler, HandlerContext, HandlerError, HandlerEventArg, Registration,
+    };
     pub use procon_runtime::outbox::Outbox;
     pub use serde::ser::{SerializeStruct, Serializer};
     pub use std::borrow::Cow;
     pub use std::string::{String, ToString};
 }
+
+/// Compiles the README's examples as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

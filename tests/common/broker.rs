@@ -163,6 +163,40 @@ impl Collector {
     }
 }
 
+/// Produces one message as-is (for duplicates and malformed input).
+pub async fn produce_raw(
+    brokers: &str,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    headers: &[(&str, &str)],
+) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer");
+    let mut owned = OwnedHeaders::new();
+    for (name, value) in headers {
+        owned = owned.insert(Header {
+            key: name,
+            value: Some(*value),
+        });
+    }
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key(key)
+                .payload(payload)
+                .headers(owned),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce");
+}
+
 /// The tansu binary `scripts/broker.sh` installed, for tests that run a broker of their own.
 pub fn tansu_bin() -> std::path::PathBuf {
     let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".procon/broker/bin/tansu");

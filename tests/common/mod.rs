@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod db;
+pub mod ledger;
 pub mod model;
 pub mod proxy;
 
@@ -29,6 +30,36 @@ pub fn runtime_config(db: &db::TestDb, brokers: &str) -> procon::Config {
     let mut config = procon::Config::new(db.url.clone(), brokers).service_name("procon-tests");
     config.relay.poll_interval = Duration::from_millis(200);
     config.relay.backoff.max = Duration::from_secs(1);
+    // Every test binary links the ledger handlers; only consumer tests run a consumer.
+    config.consumer.enabled = false;
+    config
+}
+
+/// Settings for a runtime that consumes the `ledger` topic from `physical_topic`, as group
+/// `group`, with the client settings the test broker needs.
+pub fn consumer_config(
+    db: &db::TestDb,
+    brokers: &str,
+    group: &str,
+    physical_topic: &str,
+) -> procon::Config {
+    let mut config = runtime_config(db, brokers).service_name(group);
+    config.consumer.enabled = true;
+    config
+        .consumer
+        .topics
+        .insert(ledger::TOPIC.to_owned(), physical_topic.to_owned());
+    for (name, value) in broker::TEST_CONSUMER_SETTINGS {
+        config
+            .consumer
+            .kafka
+            .insert(name.to_owned(), value.to_owned());
+    }
+    if let Ok(debug) = std::env::var("PROCON_TEST_KAFKA_DEBUG") {
+        config.consumer.kafka.insert("debug".to_owned(), debug);
+    }
+    config.consumer.backoff.initial = Duration::from_millis(100);
+    config.consumer.backoff.max = Duration::from_secs(1);
     config
 }
 

@@ -59,45 +59,43 @@ impl procon::Outbox for Routed {
 }
 
 /// Inserts account `id` (or bumps its sequence) and emits the matching event on `topic`, in
-/// one transaction. Returns the account as emitted.
+/// one transaction. Returns the account as emitted. Concurrent callers are serialized by the
+/// row lock the upsert takes, so per account, sequence order is commit order.
 pub fn upsert_and_emit(conn: &mut PgConnection, topic: &str, id: i64) -> Account {
     conn.transaction(|conn| {
-        let before: Option<Account> = accounts::table
-            .find(id)
-            .for_update()
-            .select(Account::as_select())
-            .first(conn)
-            .optional()?;
-        let after = match &before {
-            None => diesel::insert_into(accounts::table)
-                .values(Account {
-                    id,
-                    owner: format!("owner-{id}"),
-                    seq: 1,
-                    secret: "s3cret".into(),
-                })
-                .returning(Account::as_returning())
-                .get_result(conn)?,
-            Some(_) => diesel::update(accounts::table.find(id))
-                .set(accounts::seq.eq(accounts::seq + 1))
-                .returning(Account::as_returning())
-                .get_result(conn)?,
+        let fresh = Account {
+            id,
+            owner: format!("owner-{id}"),
+            seq: 1,
+            secret: "s3cret".into(),
         };
+        let after: Account = diesel::insert_into(accounts::table)
+            .values(&fresh)
+            .on_conflict(accounts::id)
+            .do_update()
+            .set(accounts::seq.eq(accounts::seq + 1))
+            .returning(Account::as_returning())
+            .get_result(conn)?;
         let routed_after = Routed {
             topic: topic.to_owned(),
             account: after.clone(),
         };
-        match before {
-            None => routed_after.emit_created(conn),
-            Some(before) => {
-                let routed_before = Routed {
+        if after.seq == 1 {
+            routed_after.emit_created(conn)?;
+        } else {
+            let before = Account {
+                seq: after.seq - 1,
+                ..after.clone()
+            };
+            routed_after.emit_updated(
+                &Routed {
                     topic: topic.to_owned(),
                     account: before,
-                };
-                routed_after.emit_updated(&routed_before, conn)
-            }
-        }?;
-        Ok::<_, diesel::result::Error>(after)
+                },
+                conn,
+            )?;
+        }
+        Ok::<_, procon::EmitError>(after)
     })
     .expect("upsert and emit")
 }

@@ -1,0 +1,2 @@
+DROP TABLE procon_consumed_events;
+DROP TABLE procon_consumer_offsets;

@@ -1,0 +1,241 @@
+//! Applying one message exactly once: one database transaction that checks the stored
+//! position, records the event id, runs the handler and stores the next position.
+
+use std::collections::HashMap;
+
+use diesel::pg::PgConnection;
+use diesel::Connection;
+use uuid::Uuid;
+
+use super::handler::{Coordinates, DispatchError, HandlerContext, Registration};
+use super::store;
+use crate::config::UnknownEvents;
+
+/// The handlers of one consumer, by (topic as handlers name it, event name).
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    handlers: HashMap<&'static str, HashMap<&'static str, Registration>>,
+    /// Physical topic → the topic name handlers use.
+    logical: HashMap<String, &'static str>,
+}
+
+/// Two handlers claim the same event.
+#[derive(Debug, thiserror::Error)]
+#[error("two handlers for event `{event}` on topic `{topic}`: `{first}` and `{second}`; keep one")]
+pub struct DuplicateHandler {
+    /// The topic.
+    pub topic: &'static str,
+    /// The event name.
+    pub event: &'static str,
+    /// One handler.
+    pub first: &'static str,
+    /// The other.
+    pub second: &'static str,
+}
+
+impl Registry {
+    /// Builds the registry, refusing two handlers for one event.
+    pub(crate) fn new(
+        registrations: impl IntoIterator<Item = Registration>,
+        physical: impl Fn(&'static str) -> String,
+    ) -> Result<Self, DuplicateHandler> {
+        let mut registry = Registry::default();
+        for registration in registrations {
+            let key = (registration.topic, registration.event);
+            let events = registry.handlers.entry(registration.topic).or_default();
+            if let Some(first) = events.get(registration.event) {
+                let (first, second) = if first.name <= registration.name {
+                    (first.name, registration.name)
+                } else {
+                    (registration.name, first.name)
+                };
+                return Err(DuplicateHandler {
+                    topic: key.0,
+                    event: key.1,
+                    first,
+                    second,
+                });
+            }
+            events.insert(registration.event, registration);
+            registry
+                .logical
+                .insert(physical(registration.topic), registration.topic);
+        }
+        Ok(registry)
+    }
+
+    /// The physical topics to subscribe to.
+    pub(crate) fn topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self.logical.keys().cloned().collect();
+        topics.sort();
+        topics
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.handlers.is_empty()
+    }
+
+    fn handler(&self, physical_topic: &str, event: &str) -> Option<&Registration> {
+        let logical = self.logical.get(physical_topic)?;
+        self.handlers.get(logical)?.get(event)
+    }
+}
+
+/// One message as read from Kafka.
+pub(crate) struct Incoming<'a> {
+    pub(crate) coordinates: Coordinates,
+    /// The `procon-event` header, if any.
+    pub(crate) event_header: Option<&'a str>,
+    /// The `procon-event-id` header, if any.
+    pub(crate) event_id_header: Option<&'a str>,
+    pub(crate) payload: &'a [u8],
+}
+
+/// What applying a message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// The handler ran and its effects committed.
+    Handled,
+    /// The event id was applied before (a redelivery): only the position advanced.
+    Duplicate,
+    /// The stored position is already past this offset: nothing was done.
+    AlreadyApplied,
+    /// No handler is registered for the event; recorded as consumed.
+    NoHandler,
+}
+
+/// Why a message could not be applied. The transaction was rolled back: nothing of it stays.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApplyError {
+    /// The message says neither which event it is nor is it an envelope.
+    #[error("{coordinates}: cannot tell which event this is (no `procon-event` header, and the payload is not an event envelope: {reason})")]
+    Unidentified {
+        coordinates: Coordinates,
+        reason: String,
+    },
+    /// Decoding or the handler failed.
+    #[error("{coordinates} event `{event}`: {source}")]
+    Dispatch {
+        coordinates: Coordinates,
+        event: String,
+        #[source]
+        source: DispatchError,
+    },
+    /// No handler, and unknown events are configured to stop the partition.
+    #[error("{coordinates} event `{event}`: no handler is registered (unknown events are configured to stop)")]
+    Unknown {
+        coordinates: Coordinates,
+        event: String,
+    },
+    /// The database failed; the connection is dropped and re-established.
+    #[error("{coordinates}: database error: {source}")]
+    Database {
+        coordinates: Coordinates,
+        #[source]
+        source: diesel::result::Error,
+    },
+}
+
+/// What a message says about itself when headers are missing.
+#[derive(serde::Deserialize)]
+struct Head {
+    event: Option<String>,
+    event_id: Option<Uuid>,
+}
+
+/// Applies one message in one transaction. See the module docs of [`super`] for the rules.
+pub(crate) fn apply(
+    conn: &mut PgConnection,
+    group: &str,
+    registry: &Registry,
+    unknown: UnknownEvents,
+    message: &Incoming<'_>,
+) -> Result<Applied, ApplyError> {
+    let coordinates = &message.coordinates;
+    let head = match (message.event_header, message.event_id_header) {
+        (Some(_), Some(_)) => None,
+        _ => Some(
+            serde_json::from_slice::<Head>(message.payload).map_err(|e| {
+                ApplyError::Unidentified {
+                    coordinates: coordinates.clone(),
+                    reason: e.to_string(),
+                }
+            })?,
+        ),
+    };
+    let event = match (
+        message.event_header,
+        head.as_ref().and_then(|h| h.event.clone()),
+    ) {
+        (Some(header), _) => header.to_owned(),
+        (None, Some(event)) => event,
+        (None, None) => {
+            return Err(ApplyError::Unidentified {
+                coordinates: coordinates.clone(),
+                reason: "it has no `event` field".to_owned(),
+            })
+        }
+    };
+    let event_id = message
+        .event_id_header
+        .and_then(|h| Uuid::parse_str(h).ok())
+        .or_else(|| head.as_ref().and_then(|h| h.event_id));
+    let registration = registry.handler(&coordinates.topic, &event);
+    if registration.is_none() && unknown == UnknownEvents::Stop {
+        return Err(ApplyError::Unknown {
+            coordinates: coordinates.clone(),
+            event,
+        });
+    }
+
+    let database = |source| ApplyError::Database {
+        coordinates: coordinates.clone(),
+        source,
+    };
+    conn.transaction(|conn| {
+        let (topic, partition, offset) = (
+            &coordinates.topic,
+            coordinates.partition,
+            coordinates.offset,
+        );
+        let next = store::lock_position(conn, group, topic, partition).map_err(database)?;
+        if next >= 0 && offset < next {
+            return Ok(Applied::AlreadyApplied);
+        }
+        let fresh = match event_id {
+            Some(id) => store::record_event(conn, group, id).map_err(database)?,
+            None => true,
+        };
+        let applied = match registration {
+            _ if !fresh => Applied::Duplicate,
+            Some(registration) => {
+                let mut ctx = HandlerContext::new(conn, group, coordinates);
+                registration
+                    .dispatch(&mut ctx, message.payload, coordinates.clone())
+                    .map_err(|source| ApplyError::Dispatch {
+                        coordinates: coordinates.clone(),
+                        event: event.clone(),
+                        source,
+                    })?;
+                Applied::Handled
+            }
+            None => Applied::NoHandler,
+        };
+        store::save_position(conn, group, topic, partition, offset + 1).map_err(database)?;
+        Ok(applied)
+    })
+}
+
+impl From<diesel::result::Error> for ApplyError {
+    /// Only reached when BEGIN / COMMIT / ROLLBACK themselves fail.
+    fn from(source: diesel::result::Error) -> Self {
+        ApplyError::Database {
+            coordinates: Coordinates {
+                topic: String::new(),
+                partition: -1,
+                offset: -1,
+            },
+            source,
+        }
+    }
+}

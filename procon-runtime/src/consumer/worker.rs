@@ -1,0 +1,341 @@
+//! The consumer loop: one thread that polls Kafka and applies messages one at a time, in offset
+//! order per partition, pausing a partition while a failed message waits for its retry.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use diesel::pg::PgConnection;
+use diesel::Connection;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::apply::{apply, Applied, ApplyError, Incoming, Registry};
+use super::handler::Coordinates;
+use super::positions::{Partition, PositionContext, Shared};
+use super::store;
+use crate::backoff::Backoff;
+use crate::config::ConsumerConfig;
+use crate::event::headers;
+
+/// How long one `poll` waits; also the period of the loop's housekeeping.
+const POLL: Duration = Duration::from_millis(100);
+
+/// A partition whose message at `offset` failed and waits to be retried.
+struct Retry {
+    offset: i64,
+    attempt: u32,
+    backoff: Backoff,
+    resume_at: Instant,
+    /// Seeked back to `offset` and resumed: the next message of the partition is the retry.
+    resumed: bool,
+}
+
+/// Everything the loop owns.
+pub(crate) struct Worker {
+    pub(crate) consumer: BaseConsumer<PositionContext>,
+    pub(crate) registry: Registry,
+    pub(crate) group: String,
+    pub(crate) database_url: String,
+    pub(crate) config: ConsumerConfig,
+    pub(crate) shared: Arc<Mutex<Shared>>,
+    pub(crate) stalls: Stalls,
+}
+
+/// A partition held on a message that could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stall {
+    /// Where the failing message is.
+    pub coordinates: Coordinates,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// The last error, naming the event.
+    pub error: String,
+    /// When the first attempt failed.
+    pub since: std::time::SystemTime,
+}
+
+/// The stalls of one consumer, readable from the runtime.
+pub(crate) type Stalls = Arc<Mutex<HashMap<Partition, Stall>>>;
+
+impl Worker {
+    /// Runs until `stop` is set.
+    pub(crate) fn run(self, stop: Arc<AtomicBool>) {
+        let mut retries: HashMap<Partition, Retry> = HashMap::new();
+        let mut position_backoff = Backoff::new(self.config.backoff);
+        let mut next_position_try = Instant::now();
+        let mut next_cleanup = Instant::now() + self.config.cleanup_interval;
+        tracing::info!(group = self.group, topics = ?self.registry.topics(), "consumer started");
+        while !stop.load(Ordering::Relaxed) {
+            let message = self.consumer.poll(POLL);
+            self.forget_revoked(&mut retries);
+            if let Some(message) = message {
+                match message {
+                    Ok(message) => self.handle(&message, &mut retries),
+                    Err(error) => tracing::warn!(%error, "consumer error"),
+                }
+            }
+            self.resume_due(&mut retries);
+            if Instant::now() >= next_position_try {
+                if self.position_held_partitions() {
+                    position_backoff.reset();
+                    next_position_try = Instant::now() + POLL;
+                } else {
+                    next_position_try = Instant::now() + position_backoff.next_delay();
+                }
+            }
+            if Instant::now() >= next_cleanup {
+                self.forget_old_events();
+                next_cleanup = Instant::now() + self.config.cleanup_interval;
+            }
+        }
+        tracing::info!(group = self.group, "consumer stopping");
+    }
+
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Applies one message, unless its partition is held (unknown position, or waiting for the
+    /// retry of an earlier message: messages fetched before the pause are dropped here and read
+    /// again after the seek).
+    fn handle(&self, message: &BorrowedMessage<'_>, retries: &mut HashMap<Partition, Retry>) {
+        let partition = (message.topic().to_owned(), message.partition());
+        if self.shared().unpositioned.contains(&partition) {
+            return;
+        }
+        if let Some(retry) = retries.get_mut(&partition) {
+            if !retry.resumed || message.offset() < retry.offset {
+                return;
+            }
+            if message.offset() > retry.offset {
+                // A message from before the seek: seek again rather than skip the failed one.
+                tracing::debug!(
+                    offset = message.offset(),
+                    expected = retry.offset,
+                    "stale message after seek"
+                );
+                retry.resumed = false;
+                retry.resume_at = Instant::now();
+                self.pause(&partition);
+                return;
+            }
+        }
+        let coordinates = Coordinates {
+            topic: partition.0.clone(),
+            partition: partition.1,
+            offset: message.offset(),
+        };
+        let header = |name: &str| {
+            message.headers().and_then(|hs| {
+                hs.iter()
+                    .find(|h| h.key == name)
+                    .and_then(|h| h.value)
+                    .and_then(|v| std::str::from_utf8(v).ok())
+            })
+        };
+        let incoming = Incoming {
+            coordinates,
+            event_header: header(headers::EVENT_NAME),
+            event_id_header: header(headers::EVENT_ID),
+            payload: message.payload().unwrap_or_default(),
+        };
+        match self.apply(&incoming) {
+            Ok(applied) => {
+                if retries.remove(&partition).is_some() {
+                    self.stalls
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&partition);
+                    tracing::info!(at = %incoming.coordinates, "event applied after retries; partition flowing again");
+                }
+                match applied {
+                    Applied::Handled => {
+                        tracing::debug!(at = %incoming.coordinates, "event applied")
+                    }
+                    Applied::Duplicate => {
+                        tracing::info!(at = %incoming.coordinates, "event already applied (redelivered): skipped")
+                    }
+                    Applied::AlreadyApplied => {
+                        tracing::debug!(at = %incoming.coordinates, "offset already applied")
+                    }
+                    Applied::NoHandler => {
+                        tracing::debug!(at = %incoming.coordinates, "no handler for this event: recorded as consumed")
+                    }
+                }
+                if self.config.commit_hints {
+                    let _ =
+                        self.consumer
+                            .store_offset(&partition.0, partition.1, message.offset() + 1);
+                }
+            }
+            Err(error) => self.schedule_retry(partition, message.offset(), error, retries),
+        }
+    }
+
+    fn apply(&self, incoming: &Incoming<'_>) -> Result<Applied, ApplyError> {
+        let mut shared = self.shared();
+        if shared.conn.is_none() {
+            match PgConnection::establish(&self.database_url) {
+                Ok(conn) => shared.conn = Some(conn),
+                Err(error) => {
+                    return Err(ApplyError::Database {
+                        coordinates: incoming.coordinates.clone(),
+                        source: diesel::result::Error::QueryBuilderError(Box::new(error)),
+                    })
+                }
+            }
+        }
+        let conn = shared.conn.as_mut().expect("connection established above");
+        let result = apply(
+            conn,
+            &self.group,
+            &self.registry,
+            self.config.unknown_events,
+            incoming,
+        );
+        if let Err(ApplyError::Database { .. }) = result {
+            // The connection may be broken; a new one is made for the retry.
+            shared.conn = None;
+        }
+        result
+    }
+
+    fn schedule_retry(
+        &self,
+        partition: Partition,
+        offset: i64,
+        error: ApplyError,
+        retries: &mut HashMap<Partition, Retry>,
+    ) {
+        let retry = retries.entry(partition.clone()).or_insert_with(|| Retry {
+            offset,
+            attempt: 0,
+            backoff: Backoff::new(self.config.backoff),
+            resume_at: Instant::now(),
+            resumed: false,
+        });
+        retry.offset = offset;
+        retry.attempt += 1;
+        let delay = retry.backoff.next_delay();
+        retry.resume_at = Instant::now() + delay;
+        retry.resumed = false;
+        let mut stalls = self.stalls.lock().unwrap_or_else(|p| p.into_inner());
+        let stall = stalls.entry(partition.clone()).or_insert_with(|| Stall {
+            coordinates: Coordinates {
+                topic: partition.0.clone(),
+                partition: partition.1,
+                offset,
+            },
+            attempts: 0,
+            error: String::new(),
+            since: std::time::SystemTime::now(),
+        });
+        stall.coordinates.offset = offset;
+        stall.attempts = retry.attempt;
+        stall.error = error.to_string();
+        drop(stalls);
+        tracing::error!(
+            error = %error, attempt = retry.attempt, retry_in_ms = delay.as_millis() as u64,
+            "event not applied; its partition is paused and the event will be retried (nothing after it is applied first)"
+        );
+        self.pause(&partition);
+    }
+
+    fn pause(&self, partition: &Partition) {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&partition.0, partition.1);
+        if let Err(error) = self.consumer.pause(&list) {
+            tracing::warn!(%error, topic = partition.0, partition = partition.1, "pause failed");
+        }
+    }
+
+    /// Seeks back to the failed message and resumes its partition once the backoff elapsed.
+    fn resume_due(&self, retries: &mut HashMap<Partition, Retry>) {
+        let now = Instant::now();
+        for (partition, retry) in retries.iter_mut() {
+            if retry.resumed || now < retry.resume_at {
+                continue;
+            }
+            match self.seek_and_resume(partition, Offset::Offset(retry.offset)) {
+                Ok(()) => retry.resumed = true,
+                Err(error) => {
+                    tracing::debug!(%error, "seek not possible yet; trying again");
+                    retry.resume_at = now + POLL;
+                }
+            }
+        }
+    }
+
+    fn seek_and_resume(
+        &self,
+        partition: &Partition,
+        offset: Offset,
+    ) -> Result<(), rdkafka::error::KafkaError> {
+        self.consumer
+            .seek(&partition.0, partition.1, offset, Duration::from_secs(1))?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&partition.0, partition.1);
+        self.consumer.resume(&list)
+    }
+
+    /// Reads the positions of partitions assigned while the database was unreachable; returns
+    /// true when none is left waiting.
+    fn position_held_partitions(&self) -> bool {
+        let held: Vec<Partition> = self.shared().unpositioned.iter().cloned().collect();
+        if held.is_empty() {
+            return true;
+        }
+        let context = self.consumer.context();
+        for partition in held {
+            let position = context.position(&mut self.shared(), &partition);
+            match position {
+                Ok(offset) => match self.seek_and_resume(&partition, offset) {
+                    Ok(()) => {
+                        tracing::info!(
+                            topic = partition.0,
+                            partition = partition.1,
+                            ?offset,
+                            "stored position read; partition resumed"
+                        );
+                        self.shared().unpositioned.remove(&partition);
+                    }
+                    Err(error) => tracing::debug!(%error, "seek not possible yet"),
+                },
+                Err(error) => {
+                    tracing::error!(%error, topic = partition.0, partition = partition.1, "stored position still unreadable; partition stays paused");
+                    return false;
+                }
+            }
+        }
+        self.shared().unpositioned.is_empty()
+    }
+
+    fn forget_revoked(&self, retries: &mut HashMap<Partition, Retry>) {
+        let mut shared = self.shared();
+        for partition in shared.revoked.drain(..) {
+            retries.remove(&partition);
+            self.stalls
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&partition);
+        }
+        shared.assigned.clear();
+    }
+
+    fn forget_old_events(&self) {
+        let retention = self.config.dedup_retention.as_secs() as i64;
+        let mut shared = self.shared();
+        let Some(conn) = shared.conn.as_mut() else {
+            return;
+        };
+        match store::forget_events_older_than(conn, retention) {
+            Ok(n) => tracing::debug!(forgotten = n, "expired applied-event ids deleted"),
+            Err(error) => tracing::warn!(%error, "could not delete expired applied-event ids"),
+        }
+    }
+}

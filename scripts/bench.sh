@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs the benchmark binary in release mode against the local PostgreSQL and the test broker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/postgres.sh
+scripts/broker.sh start
+cargo run --release --bin procon-bench
