@@ -9,6 +9,10 @@
 //!    `BENCH_SECONDS` (default 10): each event is emitted in its own transaction and timed from
 //!    just before its commit to its arrival at a consumer.
 //!
+//! 4. raw consumer events/s reading a topic of `BENCH_CONSUME_EVENTS` (default 20,000) procon
+//!    events (the baseline), and the exactly-once consumer's events/s applying the same topic
+//!    with a handler that inserts one row per event, one transaction per event.
+//!
 //! Settings: `PROCON_BENCH_DATABASE_URL` (default the local `test` database),
 //! `PROCON_BENCH_BROKERS` (default 127.0.0.1:9092).
 
@@ -53,6 +57,25 @@ impl procon::Outbox for Item {
         state.end()
     }
 }
+
+/// The benchmark's consumer-side handler: one insert per event.
+struct ApplyItem;
+
+impl procon::EventHandler for ApplyItem {
+    const TOPIC: &'static str = "bench-items";
+    const EVENT: &'static str = "item.created";
+    type Payload = serde_json::Value;
+    fn handle(
+        ctx: &mut procon::HandlerContext<'_>,
+        event: procon::Event<serde_json::Value>,
+    ) -> Result<(), procon::HandlerError> {
+        diesel::sql_query("INSERT INTO bench_effects (event_id) VALUES ($1)")
+            .bind::<diesel::sql_types::Uuid, _>(event.event_id)
+            .execute(ctx.conn())?;
+        Ok(())
+    }
+}
+procon::register_handler!(ApplyItem);
 
 #[derive(QueryableByName)]
 struct Count {
@@ -152,7 +175,7 @@ async fn relay_drain(
     conn: &mut PgConnection,
     count: i64,
 ) -> Result<f64, BoxError> {
-    let runtime = procon::start(procon::Config::new(url, brokers))?;
+    let runtime = procon::start(relay_only(url, brokers))?;
     let started = Instant::now();
     while outbox_len(conn)? > 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -168,8 +191,14 @@ async fn latency(
     topic: &str,
     rate: u64,
     seconds: u64,
+    via_relay: bool,
 ) -> Result<Vec<Duration>, BoxError> {
-    let runtime = procon::start(procon::Config::new(url, brokers))?;
+    let runtime = if via_relay {
+        Some(procon::start(relay_only(url, brokers))?)
+    } else {
+        None
+    };
+    let brokers_for_emitter = brokers.to_owned();
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "procon-bench-latency")
@@ -185,7 +214,15 @@ async fn latency(
     let topic_name = topic.to_owned();
     // The emitter runs on its own thread at a steady pace and records each event's commit time.
     let emitter = std::thread::spawn(move || -> Result<Vec<(String, Instant)>, BoxError> {
-        let mut conn = PgConnection::establish(&url)?;
+        let mut conn = if via_relay {
+            Some(PgConnection::establish(&url)?)
+        } else {
+            None
+        };
+        let config = procon::Config::new("postgres://unused@127.0.0.1/unused", brokers_for_emitter);
+        let producer: rdkafka::producer::ThreadedProducer<
+            rdkafka::producer::DefaultProducerContext,
+        > = procon::runtime::kafka::producer_config(&config).create()?;
         let period = Duration::from_secs_f64(1.0 / rate as f64);
         let started = Instant::now();
         let mut committed = Vec::with_capacity(total as usize);
@@ -194,16 +231,34 @@ async fn latency(
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
-            let id = conn.transaction(|conn| {
-                Item {
-                    topic: topic_name.clone(),
-                    id: i as i64 % KEYS,
-                    seq: i as i64,
+            let item = Item {
+                topic: topic_name.clone(),
+                id: i as i64 % KEYS,
+                seq: i as i64,
+            };
+            let id = match conn.as_mut() {
+                Some(conn) => conn
+                    .transaction(|conn| item.emit_created(conn))?
+                    .to_string(),
+                None => {
+                    // The baseline: the same message straight to the producer.
+                    let id = uuid::Uuid::now_v7().to_string();
+                    let payload = serde_json::json!({ "event_id": id }).to_string();
+                    let key = item.id.to_string();
+                    producer
+                        .send(
+                            rdkafka::producer::BaseRecord::to(&topic_name)
+                                .key(&key)
+                                .payload(&payload),
+                        )
+                        .map_err(|(e, _)| e)?;
+                    id
                 }
-                .emit_created(conn)
-            })?;
-            committed.push((id.to_string(), Instant::now()));
+            };
+            committed.push((id, Instant::now()));
         }
+        // Dropping a producer purges what it has not delivered yet.
+        rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30))?;
         Ok(committed)
     });
     let mut arrived = std::collections::HashMap::with_capacity(total as usize);
@@ -220,7 +275,9 @@ async fn latency(
         }
     }
     let committed = emitter.join().map_err(|_| "emitter thread panicked")??;
-    runtime.shutdown().await?;
+    if let Some(runtime) = runtime {
+        runtime.shutdown().await?;
+    }
     let mut latencies: Vec<Duration> = committed
         .iter()
         .filter_map(|(id, at)| {
@@ -234,6 +291,118 @@ async fn latency(
     }
     latencies.sort();
     Ok(latencies)
+}
+
+/// A runtime configuration with only the relay (the benchmark also registers a handler).
+fn relay_only(url: &str, brokers: &str) -> procon::Config {
+    let mut config = procon::Config::new(url, brokers);
+    config.consumer.enabled = false;
+    config
+}
+
+/// Fills `topic` with `count` procon events through the outbox and relay.
+async fn fill_topic(
+    url: &str,
+    brokers: &str,
+    conn: &mut PgConnection,
+    topic: &str,
+    count: i64,
+) -> Result<(), BoxError> {
+    fill_outbox(conn, topic, count)?;
+    let runtime = procon::start(relay_only(url, brokers))?;
+    while outbox_len(conn)? > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    runtime.shutdown().await?;
+    Ok(())
+}
+
+fn consumer_settings(config: &mut ClientConfig) {
+    // tansu delays a new group's first assignment by about half the session timeout.
+    config
+        .set("session.timeout.ms", "2000")
+        .set("heartbeat.interval.ms", "500");
+}
+
+/// Reads `count` messages of `topic` as a plain group consumer; events/s from the first message.
+fn raw_consumer(brokers: &str, topic: &str, count: i64) -> Result<f64, BoxError> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set(
+            "group.id",
+            format!("bench-raw-{}", uuid::Uuid::now_v7().simple()),
+        )
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false");
+    consumer_settings(&mut config);
+    let consumer: BaseConsumer = config.create()?;
+    consumer.subscribe(&[topic])?;
+    let mut seen = 0;
+    let mut started = None;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while seen < count && Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            message?;
+            started.get_or_insert_with(Instant::now);
+            seen += 1;
+        }
+    }
+    let started = started.ok_or("the raw consumer received nothing")?;
+    Ok((seen - 1) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Applies `count` events of `topic` with the exactly-once consumer; events/s from the first
+/// applied event to the last.
+async fn exactly_once_consumer(
+    url: &str,
+    brokers: &str,
+    conn: &mut PgConnection,
+    topic: &str,
+    count: i64,
+) -> Result<f64, BoxError> {
+    conn.batch_execute("CREATE TABLE bench_effects (event_id UUID NOT NULL)")?;
+    let mut config = procon::Config::new(url, brokers)
+        .service_name(format!("bench-eo-{}", uuid::Uuid::now_v7().simple()));
+    config.relay.enabled = false;
+    config
+        .consumer
+        .topics
+        .insert(ApplyItem::TOPIC_NAME.to_owned(), topic.to_owned());
+    config
+        .consumer
+        .kafka
+        .insert("session.timeout.ms".into(), "2000".into());
+    config
+        .consumer
+        .kafka
+        .insert("heartbeat.interval.ms".into(), "500".into());
+    let runtime = procon::start(config)?;
+    let applied = |conn: &mut PgConnection| -> Result<i64, BoxError> {
+        Ok(diesel::sql_query("SELECT count(*) AS n FROM bench_effects")
+            .get_result::<Count>(conn)?
+            .n)
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut first: Option<(Instant, i64)> = None;
+    let mut done = 0;
+    while done < count && Instant::now() < deadline {
+        done = applied(conn)?;
+        if first.is_none() && done > 0 {
+            first = Some((Instant::now(), done));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    runtime.shutdown().await?;
+    let (started, at_start) = first.ok_or("the exactly-once consumer applied nothing")?;
+    if done < count {
+        return Err(format!("only {done} of {count} events applied").into());
+    }
+    Ok((done - at_start) as f64 / started.elapsed().as_secs_f64())
+}
+
+impl ApplyItem {
+    const TOPIC_NAME: &'static str = <ApplyItem as procon::EventHandler>::TOPIC;
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -250,6 +419,7 @@ async fn main() -> Result<(), BoxError> {
     let events: i64 = env_or("BENCH_EVENTS", "100000").parse()?;
     let rate: u64 = env_or("BENCH_RATE", "1000").parse()?;
     let seconds: u64 = env_or("BENCH_SECONDS", "10").parse()?;
+    let consume_events: i64 = env_or("BENCH_CONSUME_EVENTS", "20000").parse()?;
 
     PgConnection::establish(&base)?
         .batch_execute("DROP SCHEMA IF EXISTS procon_bench CASCADE; CREATE SCHEMA procon_bench;")?;
@@ -260,12 +430,20 @@ async fn main() -> Result<(), BoxError> {
     let mut conn = PgConnection::establish(&url)?;
     procon::migrate(&mut conn)?;
     let run = uuid::Uuid::now_v7().simple().to_string();
-    let (raw_topic, relay_topic, latency_topic) = (
+    let (raw_topic, relay_topic, latency_topic, consume_topic) = (
         format!("bench-raw-{run}"),
         format!("bench-relay-{run}"),
         format!("bench-latency-{run}"),
+        format!("bench-consume-{run}"),
     );
-    for topic in [&raw_topic, &relay_topic, &latency_topic] {
+    let raw_latency_topic = format!("bench-raw-latency-{run}");
+    for topic in [
+        &raw_topic,
+        &relay_topic,
+        &latency_topic,
+        &consume_topic,
+        &raw_latency_topic,
+    ] {
         create_topic(&brokers, topic).await?;
     }
 
@@ -286,12 +464,26 @@ async fn main() -> Result<(), BoxError> {
         "relay draining the outbox:            {relay:>9.0} events/s   ({:.2}x the raw producer)",
         relay / raw
     );
-    let latencies = latency(&url, &brokers, &latency_topic, rate, seconds).await?;
+    for (via_relay, label, topic) in [
+        (false, "send -> consumer, raw producer", &raw_latency_topic),
+        (true, "commit -> consumer, via the relay", &latency_topic),
+    ] {
+        let latencies = latency(&url, &brokers, topic, rate, seconds, via_relay).await?;
+        println!(
+            "{label:<34} at {rate}/s for {seconds} s: p50 {:>6.1} ms, p99 {:>6.1} ms, max {:>6.1} ms",
+            percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
+            percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+            latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        );
+    }
+    fill_topic(&url, &brokers, &mut conn, &consume_topic, consume_events).await?;
+    let raw_consume = raw_consumer(&brokers, &consume_topic, consume_events)?;
+    println!("raw consumer (baseline):              {raw_consume:>9.0} events/s   ({consume_events} events)");
+    let exactly_once =
+        exactly_once_consumer(&url, &brokers, &mut conn, &consume_topic, consume_events).await?;
     println!(
-        "commit -> consumer at {rate} events/s for {seconds} s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
-        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
-        latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        "exactly-once consumer (1 tx/event):   {exactly_once:>9.0} events/s   ({:.3}x the raw consumer)",
+        exactly_once / raw_consume
     );
     Ok(())
 }

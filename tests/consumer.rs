@@ -440,3 +440,34 @@ async fn handler_runs_once_after_crash() {
     consumer.wait().unwrap();
     assert_exactly_once(&db, 3000);
 }
+
+#[derive(QueryableByName)]
+struct Remembered {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn applied_event_ids_are_forgotten_after_the_retention() {
+    let (db, topic) = setup("dedup_retention");
+    let group = &unique_topic("billing-retention");
+    create_topic(&brokers(), &topic, 1).await;
+    emit_credits(&mut db.conn(), &topic, 20, 3);
+    let mut config = common::consumer_config(&db, &brokers(), group, &topic);
+    config.consumer.dedup_retention = Duration::from_secs(1);
+    config.consumer.cleanup_interval = Duration::from_millis(300);
+    let runtime = procon::start(config).unwrap();
+    wait_for_effects(&db, 20);
+    let remembered = || {
+        diesel::sql_query("SELECT count(*) AS n FROM procon_consumed_events WHERE group_id = $1")
+            .bind::<diesel::sql_types::Text, _>(group.as_str())
+            .get_result::<Remembered>(&mut db.conn())
+            .unwrap()
+            .n
+    };
+    common::wait_for("expired event ids to be deleted", LONG, || {
+        (remembered() == 0).then_some(())
+    });
+    runtime.shutdown().await.unwrap();
+    assert_exactly_once(&db, 20);
+}

@@ -210,3 +210,45 @@ fn migrations_are_idempotent() {
     let applied = procon::migrate(&mut db.conn()).unwrap();
     assert!(applied.is_empty(), "second run applied {applied:?}");
 }
+
+#[test]
+fn emits_for_one_key_wait_for_the_earlier_transaction_to_commit() {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let db = TestDb::new("key_lock");
+    let mut first = db.conn();
+    AnsiTransactionManager::begin_transaction(&mut first).unwrap();
+    let first_id = account(1).emit_created(&mut first).unwrap();
+
+    // A second transaction emitting for the same key, with no row lock of its own.
+    let url = db.url.clone();
+    let (done, finished) = std::sync::mpsc::channel();
+    let second = std::thread::spawn(move || {
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        let id = conn
+            .transaction(|conn| account(1).emit_created(conn))
+            .unwrap();
+        done.send(()).unwrap();
+        id
+    });
+    // Another key is not blocked.
+    db.conn()
+        .transaction(|conn| account(2).emit_created(conn))
+        .unwrap();
+    assert!(
+        finished.recv_timeout(Duration::from_millis(500)).is_err(),
+        "the second emit for key 1 did not wait for the first transaction"
+    );
+    AnsiTransactionManager::commit_transaction(&mut first).unwrap();
+    let second_id = second.join().unwrap();
+
+    let order: Vec<String> = stored(&db)
+        .into_iter()
+        .filter(|(_, key, _)| key == "1")
+        .map(|(_, _, payload)| payload["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        order,
+        [first_id.to_string(), second_id.to_string()],
+        "ids follow commit order per key"
+    );
+}

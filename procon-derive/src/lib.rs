@@ -1,7 +1,8 @@
 //! # procon-derive
 //!
-//! The procedural macros of procon. Use them through the `procon` facade, which re-exports
-//! the derive next to the trait of the same name:
+//! The procedural macros of procon: `#[derive(Outbox)]`, below, and `#[event_handler]`,
+//! documented on [`macro@event_handler`]. Use them through the `procon` facade, which
+//! re-exports the derive next to the trait of the same name:
 //!
 //! ```ignore
 //! use procon::Outbox;
@@ -21,17 +22,18 @@
 //! name in snake_case) and `key = field` (default: the field `id`). Field attributes: `skip`
 //! (left out of the payload) and `rename = "..."` (the field's name in the payload).
 //!
-//! The example is not a doctest (the facade is not a dependency of this crate); the UI tests
-//! of the workspace (`tests/ui.rs`) compile it and pin every error message.
+//! The examples are not doctests (the facade is not a dependency of this crate); the UI tests
+//! of the workspace (`tests/ui.rs`) compile them and pin every error message.
 //!
 //! The generated code names runtime items only through `::procon::__private`, so the user
-//! crate needs `procon` as a dependency and nothing else. On a mistake the derive reports
-//! every error it finds, each at its own span, and still emits a stub impl so that uses of
-//! the struct as an `Outbox` add no follow-on errors.
+//! crate needs `procon` as a dependency and nothing else. On a mistake each macro reports
+//! every error it finds, each at its own span, and emits what keeps the rest of the crate free
+//! of follow-on errors: the derive a stub impl, the attribute the function unchanged.
 
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
 
+mod event_handler;
 mod internals;
 mod outbox;
 
@@ -39,4 +41,43 @@ mod outbox;
 #[proc_macro_derive(Outbox, attributes(procon))]
 pub fn derive_outbox(input: TokenStream) -> TokenStream {
     outbox::expand(parse_macro_input!(input as DeriveInput)).into()
+}
+
+/// Makes a function the handler of one event, registered for the consumer that
+/// `procon::start` runs:
+///
+/// ```ignore
+/// use procon::{event_handler, Event, HandlerContext, HandlerError};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Account {
+///     id: i64,
+///     email: String,
+/// }
+///
+/// #[event_handler(topic = "accounts", event = "account.created")]
+/// fn on_account_created(
+///     ctx: &mut HandlerContext<'_>,
+///     event: Event<Account>,
+/// ) -> Result<(), HandlerError> {
+///     let _conn = ctx.conn(); // write the effect here, in the consumption's transaction
+///     let _email = event.after.as_ref().map(|account| &account.email);
+///     Ok(())
+/// }
+/// ```
+///
+/// Arguments: `topic = "..."` (the topic the event is read from) and `event = "..."` (the
+/// event name), both required. The function must be a plain, non-generic, synchronous free
+/// function `fn(ctx: &mut HandlerContext<'_>, event: Event<Payload>) -> Result<(),
+/// HandlerError>`; the payload type is read off its second argument and must implement
+/// `serde::Deserialize`.
+///
+/// The function stays as written, callable as before. Next to it the attribute writes a
+/// hidden unit struct implementing `procon::EventHandler` by calling the function, and
+/// registers it (what `procon::register_handler!` does for a hand-written impl), all in an
+/// anonymous `const`. On a mistake it reports every error it finds, each at its own span, and
+/// emits the function unchanged without registering it.
+#[proc_macro_attribute]
+pub fn event_handler(args: TokenStream, input: TokenStream) -> TokenStream {
+    event_handler::expand(args.into(), input.into()).into()
 }

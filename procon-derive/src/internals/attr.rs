@@ -3,10 +3,10 @@
 
 use quote::ToTokens;
 
-use super::symbol::{Symbol, PROCON};
+use super::symbol::Symbol;
 use super::Ctxt;
 
-/// What the user wrote for one key, once every `#[procon(...)]` attribute has been read.
+/// What the user wrote for one key, once every attribute that may hold it has been read.
 ///
 /// `Invalid` is kept apart from `Missing` so that a key whose value was already rejected does
 /// not also produce a follow-on "missing key" error, nor silently fall back to a default.
@@ -32,10 +32,13 @@ impl<T> Setting<T> {
     }
 }
 
-/// Collects the value of one key across all `#[procon(...)]` attributes of an item.
+/// Collects the value of one key across all attributes of an item that may hold it (all its
+/// `#[procon(...)]`, or the one `#[event_handler(...)]`).
 pub(crate) struct Attr<'c, T> {
     /// Where a duplicate is reported.
     cx: &'c Ctxt,
+    /// The attribute, for the duplicate message: `procon`, `event_handler`.
+    attr: Symbol,
     /// The key, for the duplicate message.
     name: Symbol,
     /// The first value written (`Some(None)`: written, but invalid).
@@ -43,10 +46,11 @@ pub(crate) struct Attr<'c, T> {
 }
 
 impl<'c, T> Attr<'c, T> {
-    /// A key not written yet.
-    pub(crate) fn none(cx: &'c Ctxt, name: Symbol) -> Self {
+    /// A key `name` of the attribute `attr`, not written yet.
+    pub(crate) fn none(cx: &'c Ctxt, attr: Symbol, name: Symbol) -> Self {
         Attr {
             cx,
+            attr,
             name,
             value: None,
         }
@@ -59,7 +63,7 @@ impl<'c, T> Attr<'c, T> {
         if self.value.is_some() {
             self.cx.error_spanned_by(
                 obj,
-                format!("duplicate `{PROCON}({})` attribute", self.name),
+                format!("duplicate `{}({})` attribute", self.attr, self.name),
             );
         } else {
             self.value = Some(value);
@@ -79,13 +83,13 @@ impl<'c, T> Attr<'c, T> {
 #[cfg(test)]
 mod tests {
     use super::{Attr, Setting};
-    use crate::internals::symbol::TOPIC;
+    use crate::internals::symbol::{EVENT, EVENT_HANDLER, PROCON, TOPIC};
     use crate::internals::Ctxt;
 
     #[test]
     fn a_key_written_once_keeps_its_value() {
         let cx = Ctxt::new();
-        let mut topic = Attr::none(&cx, TOPIC);
+        let mut topic = Attr::none(&cx, PROCON, TOPIC);
         topic.set(quote::quote!(topic), Some("accounts"));
         assert_eq!(topic.get(), Setting::Valid("accounts"));
         assert!(cx.check().is_ok());
@@ -94,7 +98,7 @@ mod tests {
     #[test]
     fn an_invalid_value_is_not_missing() {
         let cx = Ctxt::new();
-        let mut topic = Attr::<&str>::none(&cx, TOPIC);
+        let mut topic = Attr::<&str>::none(&cx, PROCON, TOPIC);
         topic.set(quote::quote!(topic), None);
         assert_eq!(topic.get(), Setting::Invalid);
     }
@@ -112,11 +116,24 @@ mod tests {
     #[test]
     fn a_second_write_is_reported_and_the_first_one_wins() {
         let cx = Ctxt::new();
-        let mut topic = Attr::none(&cx, TOPIC);
+        let mut topic = Attr::none(&cx, PROCON, TOPIC);
         topic.set(quote::quote!(topic), Some("a"));
         topic.set(quote::quote!(topic), Some("b"));
         assert_eq!(topic.get(), Setting::Valid("a"));
         let err = cx.check().unwrap_err();
         assert_eq!(err.to_string(), "duplicate `procon(topic)` attribute");
+    }
+
+    #[test]
+    fn the_duplicate_message_names_the_attribute() {
+        let cx = Ctxt::new();
+        let mut event = Attr::none(&cx, EVENT_HANDLER, EVENT);
+        event.set(quote::quote!(event), Some("a"));
+        event.set(quote::quote!(event), Some("b"));
+        let err = cx.check().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "duplicate `event_handler(event)` attribute"
+        );
     }
 }

@@ -11,7 +11,9 @@ pub(crate) struct Symbol(&'static str);
 
 /// The attribute namespace: `#[procon(...)]`.
 pub(crate) const PROCON: Symbol = Symbol("procon");
-/// Container key: the Kafka topic.
+/// The attribute macro on handler functions: `#[event_handler(...)]`.
+pub(crate) const EVENT_HANDLER: Symbol = Symbol("event_handler");
+/// Container key, and `event_handler` key: the Kafka topic.
 pub(crate) const TOPIC: Symbol = Symbol("topic");
 /// Container key: the entity name of the events.
 pub(crate) const ENTITY: Symbol = Symbol("entity");
@@ -21,6 +23,8 @@ pub(crate) const KEY: Symbol = Symbol("key");
 pub(crate) const SKIP: Symbol = Symbol("skip");
 /// Field key: the field's name in the payload.
 pub(crate) const RENAME: Symbol = Symbol("rename");
+/// `event_handler` key: the name of the event handled.
+pub(crate) const EVENT: Symbol = Symbol("event");
 
 /// Lets the parsers write `ident == TOPIC`.
 impl PartialEq<Symbol> for Ident {
@@ -90,7 +94,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{backticked, closest, edit_distance, ENTITY, KEY, RENAME, SKIP, TOPIC};
+    use super::{backticked, closest, edit_distance, ENTITY, EVENT, KEY, RENAME, SKIP, TOPIC};
 
     #[test]
     fn paths_match_only_their_own_single_segment_name() {
@@ -128,5 +132,10 @@ mod tests {
         assert_eq!(closest("skp", &field), Some(SKIP));
         assert_eq!(closest("renam", &field), Some(RENAME));
         assert_eq!(closest("serialize", &field), None);
+        let handler = [TOPIC, EVENT];
+        assert_eq!(closest("evnt", &handler), Some(EVENT));
+        assert_eq!(closest("events", &handler), Some(EVENT));
+        assert_eq!(closest("topics", &handler), Some(TOPIC));
+        assert_eq!(closest("name", &handler), None);
     }
 }

@@ -1,20 +1,19 @@
 //! Reads the `#[procon(...)]` attributes of a `#[derive(Outbox)]` input as written.
 //!
 //! This layer reports syntax mistakes: an unknown key, a value of the wrong kind, a key
-//! written twice. Whether the values make sense together (a topic that is empty, a key that
-//! names no field) is checked in `valid.rs`. After a mistake it skips to the next key, so one
-//! attribute can report several independent errors.
+//! written twice (with the readers shared in `internals::meta`). Whether the values make sense
+//! together (a topic that is empty, a key that names no field) is checked in `valid.rs`. After
+//! a mistake it skips to the next key, so one attribute can report several independent
+//! errors.
 
-use proc_macro2::TokenTree;
-use quote::ToTokens;
-use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
 use syn::{Attribute, Data, DataStruct, DeriveInput, Expr, Fields, Ident, Lit, LitStr, Meta, Path};
 
 use crate::internals::attr::{Attr, Setting};
-use crate::internals::symbol::{
-    backticked, closest, Symbol, ENTITY, KEY, PROCON, RENAME, SKIP, TOPIC,
+use crate::internals::meta::{
+    assigned_expr, path_to_string, skip_value, string_value, ungroup, unknown_key,
 };
+use crate::internals::symbol::{Symbol, ENTITY, KEY, PROCON, RENAME, SKIP, TOPIC};
 use crate::internals::Ctxt;
 
 /// The keys of the struct-level attribute.
@@ -84,16 +83,16 @@ impl<'a> Input<'a> {
 impl Container {
     /// Reads the struct-level keys.
     fn from_ast(cx: &Ctxt, attrs: &[Attribute]) -> Self {
-        let mut topic = Attr::none(cx, TOPIC);
-        let mut entity = Attr::none(cx, ENTITY);
-        let mut key = Attr::none(cx, KEY);
+        let mut topic = Attr::none(cx, PROCON, TOPIC);
+        let mut entity = Attr::none(cx, PROCON, ENTITY);
+        let mut key = Attr::none(cx, PROCON, KEY);
         let mut misspelled = Vec::new();
         let read_all = for_each_key(cx, attrs, CONTAINER_HELP, |meta| {
             if meta.path == TOPIC {
-                let value = string_value(cx, meta, TOPIC, "accounts")?;
+                let value = string_value(cx, meta, PROCON, TOPIC, "accounts")?;
                 topic.set(&meta.path, value);
             } else if meta.path == ENTITY {
-                let value = string_value(cx, meta, ENTITY, "account")?;
+                let value = string_value(cx, meta, PROCON, ENTITY, "account")?;
                 entity.set(&meta.path, value);
             } else if meta.path == KEY {
                 let value = field_name_value(cx, meta)?;
@@ -109,7 +108,7 @@ impl Container {
                 );
                 skip_value(meta)?;
             } else {
-                misspelled.extend(unknown_key(cx, meta, "", CONTAINER_KEYS)?);
+                misspelled.extend(unknown_key(cx, meta, PROCON, "", CONTAINER_KEYS)?);
             }
             Ok(())
         });
@@ -130,15 +129,15 @@ impl Container {
 impl<'a> Field<'a> {
     /// Reads the keys of one field.
     fn from_ast(cx: &Ctxt, field: &'a syn::Field, ident: &'a Ident) -> Self {
-        let mut skip = Attr::none(cx, SKIP);
-        let mut rename = Attr::none(cx, RENAME);
+        let mut skip = Attr::none(cx, PROCON, SKIP);
+        let mut rename = Attr::none(cx, PROCON, RENAME);
         let mut misspelled = Vec::new();
         let read_all = for_each_key(cx, &field.attrs, FIELD_HELP, |meta| {
             if meta.path == SKIP {
                 let value = flag_value(cx, meta, SKIP)?;
                 skip.set(&meta.path, value);
             } else if meta.path == RENAME {
-                let value = string_value(cx, meta, RENAME, "name")?;
+                let value = string_value(cx, meta, PROCON, RENAME, "name")?;
                 rename.set(&meta.path, value);
             } else if CONTAINER_KEYS.iter().any(|key| meta.path == *key) {
                 let name = path_to_string(&meta.path);
@@ -151,7 +150,7 @@ impl<'a> Field<'a> {
                 );
                 skip_value(meta)?;
             } else {
-                misspelled.extend(unknown_key(cx, meta, "field ", FIELD_KEYS)?);
+                misspelled.extend(unknown_key(cx, meta, PROCON, "field ", FIELD_KEYS)?);
             }
             Ok(())
         });
@@ -198,45 +197,9 @@ fn for_each_key(
     read_all
 }
 
-/// Reads `name = "..."`. `Ok(None)`: the value was of the wrong kind, reported to `cx`.
-/// `example` is a plausible value, for the help.
-fn string_value(
-    cx: &Ctxt,
-    meta: &ParseNestedMeta<'_>,
-    name: Symbol,
-    example: &str,
-) -> syn::Result<Option<LitStr>> {
-    let Some(expr) = assigned_expr(cx, meta, name, &format!("{name} = \"{example}\""))? else {
-        return Ok(None);
-    };
-    match ungroup(&expr) {
-        Expr::Lit(syn::ExprLit {
-            lit: Lit::Str(lit), ..
-        }) => Ok(Some(lit.clone())),
-        other => {
-            // `topic = accounts`: show the same word quoted.
-            let example = match other {
-                Expr::Path(path) => path
-                    .path
-                    .get_ident()
-                    .map_or_else(|| example.to_owned(), |ident| ident.unraw().to_string()),
-                _ => example.to_owned(),
-            };
-            cx.error_spanned_by(
-                &expr,
-                format!(
-                    "expected a string literal for `procon({name})`; \
-                     help: the correct format looks like `#[procon({name} = \"{example}\")]`"
-                ),
-            );
-            Ok(None)
-        }
-    }
-}
-
 /// Reads `key = field`. `Ok(None)`: the value was not a field name, reported to `cx`.
 fn field_name_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<Ident>> {
-    let Some(expr) = assigned_expr(cx, meta, KEY, "key = id")? else {
+    let Some(expr) = assigned_expr(cx, meta, PROCON, KEY, "key = id")? else {
         return Ok(None);
     };
     let example = match ungroup(&expr) {
@@ -280,86 +243,4 @@ fn flag_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>, name: Symbol) -> syn::Resul
     );
     skip_value(meta)?;
     Ok(None)
-}
-
-/// Reads the expression after `name =`. `Ok(None)`: there was no `=` (as in `topic` or
-/// `topic("x")`) or no expression after it (`topic = ,`), reported to `cx` with the correct
-/// form `usage`, and the rest skipped.
-fn assigned_expr(
-    cx: &Ctxt,
-    meta: &ParseNestedMeta<'_>,
-    name: Symbol,
-    usage: &str,
-) -> syn::Result<Option<Expr>> {
-    let message = format!(
-        "expected a value for `procon({name})`; \
-         help: the correct format looks like `#[procon({usage})]`"
-    );
-    if !meta.input.peek(syn::Token![=]) {
-        cx.error_spanned_by(&meta.path, message);
-        skip_value(meta)?;
-        return Ok(None);
-    }
-    match meta.value()?.parse() {
-        Ok(expr) => Ok(Some(expr)),
-        Err(err) => {
-            // syn's span (the token where an expression was expected), with our message.
-            cx.syn_error(syn::Error::new(err.span(), message));
-            skip_value(meta)?;
-            Ok(None)
-        }
-    }
-}
-
-/// Reports a key that is not one of `expected`, then skips its value. `kind` qualifies the
-/// attribute in the message ("" or "field "). Returns the key it is likely a misspelling of.
-fn unknown_key(
-    cx: &Ctxt,
-    meta: &ParseNestedMeta<'_>,
-    kind: &str,
-    expected: &[Symbol],
-) -> syn::Result<Option<Symbol>> {
-    let name = path_to_string(&meta.path);
-    let guess = closest(&name, expected);
-    let help = guess.map_or_else(String::new, |guess| {
-        format!("; help: did you mean `{guess}`?")
-    });
-    cx.error_spanned_by(
-        &meta.path,
-        format!(
-            "unknown `procon` {kind}attribute `{name}`; expected one of {}{help}",
-            backticked(expected)
-        ),
-    );
-    skip_value(meta)?;
-    Ok(guess)
-}
-
-/// Skips whatever follows a key up to the next top-level `,` (`= expr`, `(...)`, or nothing),
-/// so reading resumes at the next key.
-fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
-    meta.input.step(|cursor| {
-        let mut rest = *cursor;
-        while let Some((tt, next)) = rest.token_tree() {
-            if matches!(&tt, TokenTree::Punct(punct) if punct.as_char() == ',') {
-                break;
-            }
-            rest = next;
-        }
-        Ok(((), rest))
-    })
-}
-
-/// Looks through the invisible groups that `macro_rules!` wraps around `$value:expr`, so a
-/// literal passed through a declarative macro is still a literal.
-fn ungroup(mut expr: &Expr) -> &Expr {
-    while let Expr::Group(group) = expr {
-        expr = &group.expr;
-    }
-    expr
-}
-
-/// A path as the user wrote it, for messages: `topik`, `serde::rename`.
-fn path_to_string(path: &Path) -> String {
-    path.to_token_stream().to_string().replace(' ', "")
 }

@@ -9,6 +9,8 @@ use super::ast::{Member, Model, PayloadField};
 use super::attr;
 use crate::internals::attr::Setting;
 use crate::internals::case::snake_case;
+use crate::internals::meta::non_empty;
+use crate::internals::symbol::{ENTITY, PROCON, RENAME, TOPIC};
 use crate::internals::Ctxt;
 
 /// The key used when `key = ...` is not written.
@@ -59,7 +61,7 @@ fn not_a_struct_with_named_fields(cx: &Ctxt, input: &DeriveInput) {
 /// The topic: required and not empty.
 fn topic(cx: &Ctxt, ident: &Ident, topic: Setting<LitStr>) -> Option<String> {
     match topic {
-        Setting::Valid(lit) => non_empty(cx, &lit, "topic", "accounts"),
+        Setting::Valid(lit) => non_empty(cx, &lit, PROCON, TOPIC, "accounts"),
         Setting::Invalid => None,
         Setting::Missing => {
             cx.error_spanned_by(
@@ -75,26 +77,10 @@ fn topic(cx: &Ctxt, ident: &Ident, topic: Setting<LitStr>) -> Option<String> {
 /// The entity: not empty if written, else the struct name in snake_case.
 fn entity(cx: &Ctxt, ident: &Ident, entity: Setting<LitStr>) -> Option<String> {
     match entity {
-        Setting::Valid(lit) => non_empty(cx, &lit, "entity", "account"),
+        Setting::Valid(lit) => non_empty(cx, &lit, PROCON, ENTITY, "account"),
         Setting::Invalid => None,
         Setting::Missing => Some(snake_case(&ident.unraw().to_string())),
     }
-}
-
-/// The value of `lit`, reporting it if blank; `name` and `example` make the help.
-fn non_empty(cx: &Ctxt, lit: &LitStr, name: &str, example: &str) -> Option<String> {
-    let value = lit.value();
-    if value.trim().is_empty() {
-        cx.error_spanned_by(
-            lit,
-            format!(
-                "`procon({name})` cannot be empty; \
-                 help: the correct format looks like `#[procon({name} = \"{example}\")]`"
-            ),
-        );
-        return None;
-    }
-    Some(value)
 }
 
 /// The key field: the one named by `key = ...`, else the field `id`. A skipped field may be
@@ -182,7 +168,7 @@ fn payload<'a>(cx: &Ctxt, fields: &[attr::Field<'a>]) -> Option<Vec<PayloadField
             (_, Setting::Missing) => None,
         };
         let name = match rename {
-            Some(lit) => match non_empty(cx, lit, "rename", "name") {
+            Some(lit) => match non_empty(cx, lit, PROCON, RENAME, "name") {
                 Some(name) => name,
                 None => {
                     ok = false;
