@@ -102,6 +102,16 @@ pub struct RelayConfig {
     pub shutdown_timeout: Duration,
     /// Retry delays after a database or broker failure.
     pub backoff: BackoffConfig,
+    /// Physical topic names for the topics models name, e.g. `accounts` → `prod.accounts`.
+    /// A topic not listed is used as written.
+    pub topics: BTreeMap<String, String>,
+}
+
+impl RelayConfig {
+    /// The topic to publish to for a topic named by a model.
+    pub fn physical_topic<'a>(&'a self, topic: &'a str) -> &'a str {
+        self.topics.get(topic).map(String::as_str).unwrap_or(topic)
+    }
 }
 
 impl Default for RelayConfig {
@@ -112,6 +122,7 @@ impl Default for RelayConfig {
             poll_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(10),
             backoff: BackoffConfig::default(),
+            topics: BTreeMap::new(),
         }
     }
 }

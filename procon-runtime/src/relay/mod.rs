@@ -156,8 +156,14 @@ impl Relay {
                 }
                 continue;
             }
-            let outcomes =
-                publisher::publish(&self.producer, &rows, shutdown, relay.shutdown_timeout).await;
+            let outcomes = publisher::publish(
+                &self.producer,
+                relay,
+                &rows,
+                shutdown,
+                relay.shutdown_timeout,
+            )
+            .await;
             let delivered = order::deletable_ids(&rows, &outcomes);
             let complete = delivered.len() == rows.len();
             if let Err(error) = source.delete(&delivered).await {

@@ -25,6 +25,7 @@ const WAITING_LOG_PERIOD: Duration = Duration::from_secs(5);
 /// `shutdown_timeout`: whatever has no report by then counts as not delivered.
 pub(crate) async fn publish(
     producer: &Producer,
+    topics: &crate::config::RelayConfig,
     rows: &[OutboxRow],
     shutdown: &mut watch::Receiver<bool>,
     shutdown_timeout: Duration,
@@ -40,7 +41,7 @@ pub(crate) async fn publish(
         if refused_keys.contains(&key) {
             continue;
         }
-        let mut record = FutureRecord::to(&row.topic)
+        let mut record = FutureRecord::to(topics.physical_topic(&row.topic))
             .key(&row.key)
             .payload(&row.payload)
             .headers(event_headers(row));
