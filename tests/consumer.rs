@@ -370,11 +370,25 @@ async fn rebalance_mid_stream_applies_each_event_exactly_once() {
     create_topic(&brokers(), &topic, 4).await;
     emit_credits(&mut db.conn(), &topic, 10_000, 50);
     let group = &unique_topic("billing-rebalance");
-    let first = procon::start(common::consumer_config(&db, &brokers(), group, &topic)).unwrap();
-    wait_for_effects(&db, 1500);
-    let second = procon::start(common::consumer_config(&db, &brokers(), group, &topic)).unwrap();
-    wait_for_effects(&db, 5000);
-    first.shutdown().await.unwrap();
+    // One event per transaction, so that the stream is still flowing when the group changes.
+    let config = || {
+        let mut config = common::consumer_config(&db, &brokers(), group, &topic);
+        config.consumer.batch_size = 1;
+        config
+    };
+    let first = procon::start(config()).unwrap();
+    wait_for_effects(&db, 1000);
+    let second = procon::start(config()).unwrap();
+    common::wait_for("the second member to own partitions", LONG, || {
+        (!second.assigned_partitions().is_empty()).then_some(())
+    });
+    let applied = effects(&mut db.conn()).len();
+    assert!(
+        applied < 10_000,
+        "the rebalance happened mid-stream ({applied} applied)"
+    );
+    wait_for_effects(&db, applied + 1000);
+    first.shutdown().await.unwrap(); // a second rebalance: the survivor takes every partition
     wait_for_effects(&db, 10_000);
     tokio::time::sleep(Duration::from_millis(500)).await;
     second.shutdown().await.unwrap();

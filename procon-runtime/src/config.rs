@@ -61,6 +61,10 @@ pub struct ConsumerConfig {
     pub commit_hints: bool,
     /// Retry delays after a failed event or an unreachable database.
     pub backoff: BackoffConfig,
+    /// Most messages of one partition applied in one transaction. 1 applies each message in a
+    /// transaction of its own. Default 100. A failing batch is rolled back and applied again
+    /// one message at a time, so a failure still stops exactly at the failing message.
+    pub batch_size: usize,
 }
 
 impl Default for ConsumerConfig {
@@ -77,6 +81,7 @@ impl Default for ConsumerConfig {
                 initial: Duration::from_millis(200),
                 max: Duration::from_secs(30),
             },
+            batch_size: 100,
         }
     }
 }
@@ -197,6 +202,7 @@ impl Config {
     /// | `PROCON_CONSUMER_ENABLED` | `true` / `false`, default `true` |
     /// | `PROCON_CONSUMER_UNKNOWN_EVENTS` | `ignore` (default) or `stop` |
     /// | `PROCON_CONSUMER_DEDUP_RETENTION_S` | how long applied event ids are kept, default 604800 |
+    /// | `PROCON_CONSUMER_BATCH_SIZE` | most messages per transaction, default 100 |
     /// | `PROCON_CONSUMER_COMMIT_HINTS` | also commit positions to Kafka, default `true` |
     /// | `PROCON_KAFKA_<OPTION>` | librdkafka option, `_` read as `.`: `PROCON_KAFKA_LINGER_MS=5` |
     /// | `PROCON_CONSUMER_KAFKA_<OPTION>` | librdkafka option for the consumer only |
@@ -263,6 +269,9 @@ impl Config {
         if let Some(v) = vars.get("PROCON_CONSUMER_DEDUP_RETENTION_S") {
             consumer.dedup_retention =
                 Duration::from_secs(parse("PROCON_CONSUMER_DEDUP_RETENTION_S", v)?);
+        }
+        if let Some(v) = vars.get("PROCON_CONSUMER_BATCH_SIZE") {
+            consumer.batch_size = parse("PROCON_CONSUMER_BATCH_SIZE", v)?;
         }
         if let Some(v) = vars.get("PROCON_CONSUMER_COMMIT_HINTS") {
             consumer.commit_hints = parse("PROCON_CONSUMER_COMMIT_HINTS", v)?;
@@ -344,6 +353,9 @@ impl Config {
                 "0",
                 "must be positive: redelivered events are recognised only within it",
             ));
+        }
+        if self.consumer.batch_size == 0 {
+            return Err(invalid("consumer.batch_size", "0", "must be at least 1"));
         }
         if self.consumer.cleanup_interval.is_zero() {
             return Err(invalid(

@@ -72,7 +72,7 @@ pub struct Runtime {
     relay: Option<JoinHandle<()>>,
     stop_consumer: Arc<AtomicBool>,
     consumer: Option<JoinHandle<()>>,
-    stalls: consumer::StallView,
+    consumer_view: consumer::ConsumerView,
 }
 
 /// Starts procon's background tasks on the current Tokio runtime: the relay (when enabled) and
@@ -95,10 +95,7 @@ pub fn start(config: Config) -> Result<Runtime, StartError> {
         None
     };
     let stop_consumer = Arc::new(AtomicBool::new(false));
-    let stalls = consumer
-        .as_ref()
-        .map(|c| c.stall_view())
-        .unwrap_or_default();
+    let consumer_view = consumer.as_ref().map(|c| c.view()).unwrap_or_default();
     let consumer = consumer.map(|consumer| {
         let stop = stop_consumer.clone();
         handle.spawn_blocking(move || consumer.run(stop))
@@ -108,7 +105,7 @@ pub fn start(config: Config) -> Result<Runtime, StartError> {
         relay,
         stop_consumer,
         consumer,
-        stalls,
+        consumer_view,
     })
 }
 
@@ -124,7 +121,12 @@ impl Runtime {
     /// Partitions whose consumption is held on a message that could not be applied (handler
     /// error, undecodable payload, database down), with the error and the attempts so far.
     pub fn stalled_partitions(&self) -> Vec<consumer::Stall> {
-        self.stalls.list()
+        self.consumer_view.stalls()
+    }
+
+    /// The partitions this process's consumer owns now, as (topic, partition).
+    pub fn assigned_partitions(&self) -> Vec<(String, i32)> {
+        self.consumer_view.assigned()
     }
 
     /// Stops the tasks gracefully: the consumer finishes the message it is applying and leaves

@@ -143,14 +143,19 @@ struct Head {
     event_id: Option<Uuid>,
 }
 
-/// Applies one message in one transaction. See the module docs of [`super`] for the rules.
-pub(crate) fn apply(
-    conn: &mut PgConnection,
-    group: &str,
-    registry: &Registry,
+/// A message identified: which event it is and its id, read before any transaction starts.
+struct Identified<'m, 'a> {
+    message: &'m Incoming<'a>,
+    event: String,
+    event_id: Option<Uuid>,
+    registration: Option<&'m Registration>,
+}
+
+fn identify<'m, 'a>(
+    registry: &'m Registry,
     unknown: UnknownEvents,
-    message: &Incoming<'_>,
-) -> Result<Applied, ApplyError> {
+    message: &'m Incoming<'a>,
+) -> Result<Identified<'m, 'a>, ApplyError> {
     let coordinates = &message.coordinates;
     let head = match (message.event_header, message.event_id_header) {
         (Some(_), Some(_)) => None,
@@ -187,42 +192,76 @@ pub(crate) fn apply(
             event,
         });
     }
+    Ok(Identified {
+        message,
+        event,
+        event_id,
+        registration,
+    })
+}
 
-    let database = |source| ApplyError::Database {
-        coordinates: coordinates.clone(),
-        source,
+/// Applies consecutive messages of *one* partition, in offset order, in one transaction: lock
+/// the position, apply each message not yet applied, store the position after the last one,
+/// commit. On any error the whole transaction is rolled back and nothing of the batch stays.
+pub(crate) fn apply_batch(
+    conn: &mut PgConnection,
+    group: &str,
+    registry: &Registry,
+    unknown: UnknownEvents,
+    messages: &[Incoming<'_>],
+) -> Result<Vec<Applied>, ApplyError> {
+    let (Some(first), Some(last)) = (messages.first(), messages.last()) else {
+        return Ok(Vec::new());
+    };
+    let identified = messages
+        .iter()
+        .map(|m| identify(registry, unknown, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (topic, partition) = (&first.coordinates.topic, first.coordinates.partition);
+    let database = |coordinates: &Coordinates| {
+        let coordinates = coordinates.clone();
+        move |source| ApplyError::Database {
+            coordinates,
+            source,
+        }
     };
     conn.transaction(|conn| {
-        let (topic, partition, offset) = (
-            &coordinates.topic,
-            coordinates.partition,
-            coordinates.offset,
-        );
-        let next = store::lock_position(conn, group, topic, partition).map_err(database)?;
-        if next >= 0 && offset < next {
-            return Ok(Applied::AlreadyApplied);
-        }
-        let fresh = match event_id {
-            Some(id) => store::record_event(conn, group, id).map_err(database)?,
-            None => true,
-        };
-        let applied = match registration {
-            _ if !fresh => Applied::Duplicate,
-            Some(registration) => {
-                let mut ctx = HandlerContext::new(conn, group, coordinates);
-                registration
-                    .dispatch(&mut ctx, message.payload, coordinates.clone())
-                    .map_err(|source| ApplyError::Dispatch {
-                        coordinates: coordinates.clone(),
-                        event: event.clone(),
-                        source,
-                    })?;
-                Applied::Handled
+        let next = store::lock_position(conn, group, topic, partition)
+            .map_err(database(&first.coordinates))?;
+        let mut outcomes = Vec::with_capacity(identified.len());
+        for item in &identified {
+            let coordinates = &item.message.coordinates;
+            if next >= 0 && coordinates.offset < next {
+                outcomes.push(Applied::AlreadyApplied);
+                continue;
             }
-            None => Applied::NoHandler,
-        };
-        store::save_position(conn, group, topic, partition, offset + 1).map_err(database)?;
-        Ok(applied)
+            let fresh = match item.event_id {
+                Some(id) => store::record_event(conn, group, id).map_err(database(coordinates))?,
+                None => true,
+            };
+            let applied = match item.registration {
+                _ if !fresh => Applied::Duplicate,
+                Some(registration) => {
+                    let mut ctx = HandlerContext::new(conn, group, coordinates);
+                    registration
+                        .dispatch(&mut ctx, item.message.payload, coordinates.clone())
+                        .map_err(|source| ApplyError::Dispatch {
+                            coordinates: coordinates.clone(),
+                            event: item.event.clone(),
+                            source,
+                        })?;
+                    Applied::Handled
+                }
+                None => Applied::NoHandler,
+            };
+            outcomes.push(applied);
+        }
+        let end = last.coordinates.offset + 1;
+        if next < end {
+            store::save_position(conn, group, topic, partition, end)
+                .map_err(database(&last.coordinates))?;
+        }
+        Ok(outcomes)
     })
 }
 

@@ -45,15 +45,30 @@ pub(crate) struct Prepared {
     worker: worker::Worker,
 }
 
-/// Read access to a running consumer's stalled partitions.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct StallView(worker::Stalls);
+/// Read access to a running consumer's state, for the runtime's status calls.
+#[derive(Clone, Default)]
+pub(crate) struct ConsumerView {
+    stalls: worker::Stalls,
+    shared: Arc<Mutex<positions::Shared>>,
+}
 
-impl StallView {
+impl std::fmt::Debug for ConsumerView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerView").finish_non_exhaustive()
+    }
+}
+
+impl ConsumerView {
+    /// The partitions this member owns, as (topic, partition).
+    pub(crate) fn assigned(&self) -> Vec<(String, i32)> {
+        let shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        shared.assigned.iter().cloned().collect()
+    }
+
     /// The partitions currently held on a failing message, by topic and partition.
-    pub(crate) fn list(&self) -> Vec<Stall> {
+    pub(crate) fn stalls(&self) -> Vec<Stall> {
         let mut stalls: Vec<Stall> = self
-            .0
+            .stalls
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
@@ -137,9 +152,12 @@ pub(crate) fn prepare(
 }
 
 impl Prepared {
-    /// A view of the stalls this consumer will report.
-    pub(crate) fn stall_view(&self) -> StallView {
-        StallView(self.worker.stalls.clone())
+    /// A view of this consumer's state.
+    pub(crate) fn view(&self) -> ConsumerView {
+        ConsumerView {
+            stalls: self.worker.stalls.clone(),
+            shared: self.worker.shared.clone(),
+        }
     }
 
     /// Runs the consumer loop on the calling thread until `stop` is set.

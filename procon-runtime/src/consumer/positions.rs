@@ -30,8 +30,8 @@ pub(crate) struct Shared {
     pub(crate) unpositioned: HashSet<Partition>,
     /// Partitions revoked since the worker last looked.
     pub(crate) revoked: Vec<Partition>,
-    /// Partitions assigned since the worker last looked.
-    pub(crate) assigned: Vec<Partition>,
+    /// The partitions this member owns now.
+    pub(crate) assigned: std::collections::BTreeSet<Partition>,
 }
 
 /// The consumer's librdkafka context: logs to `tracing` and positions assigned partitions.
@@ -91,7 +91,7 @@ impl ConsumerContext for PositionContext {
                             ?offset,
                             "partition assigned"
                         );
-                        shared.assigned.push(partition);
+                        shared.assigned.insert(partition);
                     }
                     if let Err(error) = stored {
                         tracing::error!(
@@ -110,6 +110,7 @@ impl ConsumerContext for PositionContext {
                         "partition revoked"
                     );
                     shared.unpositioned.remove(&partition);
+                    shared.assigned.remove(&partition);
                     shared.revoked.push(partition);
                 }
             }

@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::apply::{apply, Applied, ApplyError, Incoming, Registry};
+use super::apply::{apply_batch, Applied, ApplyError, Incoming, Registry};
 use super::handler::Coordinates;
 use super::positions::{Partition, PositionContext, Shared};
 use super::store;
@@ -69,12 +69,21 @@ impl Worker {
         let mut next_cleanup = Instant::now() + self.config.cleanup_interval;
         tracing::info!(group = self.group, topics = ?self.registry.topics(), "consumer started");
         while !stop.load(Ordering::Relaxed) {
-            let message = self.consumer.poll(POLL);
+            let batch = self.poll_batch();
             self.forget_revoked(&mut retries);
-            if let Some(message) = message {
-                match message {
-                    Ok(message) => self.handle(&message, &mut retries),
-                    Err(error) => tracing::warn!(%error, "consumer error"),
+            for (partition, messages) in group_by_partition(&batch) {
+                if messages.len() > 1
+                    && !retries.contains_key(&partition)
+                    && !self.is_held(&partition)
+                {
+                    if self.apply_run(&partition, &messages) {
+                        continue;
+                    }
+                }
+                // One at a time: a retrying partition, a lone message, or a batch that failed
+                // (its transaction rolled back; applying one by one stops exactly at the culprit).
+                for message in messages {
+                    self.handle(message, &mut retries);
                 }
             }
             self.resume_due(&mut retries);
@@ -92,6 +101,74 @@ impl Worker {
             }
         }
         tracing::info!(group = self.group, "consumer stopping");
+    }
+
+    /// Waits up to `POLL` for a message, then takes whatever else is already fetched, up to
+    /// `batch_size` messages in all.
+    fn poll_batch(&self) -> Vec<BorrowedMessage<'_>> {
+        let mut batch = Vec::new();
+        let mut timeout = POLL;
+        while batch.len() < self.config.batch_size {
+            match self.consumer.poll(timeout) {
+                Some(Ok(message)) => batch.push(message),
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "consumer error");
+                    break;
+                }
+                None => break,
+            }
+            timeout = Duration::ZERO;
+        }
+        batch
+    }
+
+    fn is_held(&self, partition: &Partition) -> bool {
+        self.shared().unpositioned.contains(partition)
+    }
+
+    /// Applies consecutive messages of one partition in one transaction; false if it failed
+    /// (nothing of it was applied).
+    fn apply_run(&self, partition: &Partition, messages: &[&BorrowedMessage<'_>]) -> bool {
+        let incoming: Vec<Incoming<'_>> = messages.iter().map(|m| incoming(m)).collect();
+        let mut shared = self.shared();
+        let Some(conn) = connection(&mut shared, &self.database_url) else {
+            return false;
+        };
+        match apply_batch(
+            conn,
+            &self.group,
+            &self.registry,
+            self.config.unknown_events,
+            &incoming,
+        ) {
+            Ok(outcomes) => {
+                drop(shared);
+                let last = incoming
+                    .last()
+                    .map(|m| m.coordinates.offset)
+                    .unwrap_or_default();
+                tracing::debug!(
+                    topic = partition.0,
+                    partition = partition.1,
+                    last,
+                    applied = outcomes.len(),
+                    "batch applied"
+                );
+                if self.config.commit_hints {
+                    let _ = self
+                        .consumer
+                        .store_offset(&partition.0, partition.1, last + 1);
+                }
+                true
+            }
+            Err(error) => {
+                if let ApplyError::Database { .. } = error {
+                    shared.conn = None;
+                }
+                tracing::debug!(%error, "batch not applied; applying its messages one at a time");
+                false
+            }
+        }
     }
 
     fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -125,25 +202,7 @@ impl Worker {
                 return;
             }
         }
-        let coordinates = Coordinates {
-            topic: partition.0.clone(),
-            partition: partition.1,
-            offset: message.offset(),
-        };
-        let header = |name: &str| {
-            message.headers().and_then(|hs| {
-                hs.iter()
-                    .find(|h| h.key == name)
-                    .and_then(|h| h.value)
-                    .and_then(|v| std::str::from_utf8(v).ok())
-            })
-        };
-        let incoming = Incoming {
-            coordinates,
-            event_header: header(headers::EVENT_NAME),
-            event_id_header: header(headers::EVENT_ID),
-            payload: message.payload().unwrap_or_default(),
-        };
+        let incoming = incoming(message);
         match self.apply(&incoming) {
             Ok(applied) => {
                 if retries.remove(&partition).is_some() {
@@ -190,14 +249,20 @@ impl Worker {
                 }
             }
         }
-        let conn = shared.conn.as_mut().expect("connection established above");
-        let result = apply(
+        let Some(conn) = shared.conn.as_mut() else {
+            return Err(ApplyError::Database {
+                coordinates: incoming.coordinates.clone(),
+                source: diesel::result::Error::BrokenTransactionManager,
+            });
+        };
+        let result = apply_batch(
             conn,
             &self.group,
             &self.registry,
             self.config.unknown_events,
-            incoming,
-        );
+            std::slice::from_ref(incoming),
+        )
+        .map(|outcomes| outcomes.first().copied().unwrap_or(Applied::AlreadyApplied));
         if let Err(ApplyError::Database { .. }) = result {
             // The connection may be broken; a new one is made for the retry.
             shared.conn = None;
@@ -338,4 +403,55 @@ impl Worker {
             Err(error) => tracing::warn!(%error, "could not delete expired applied-event ids"),
         }
     }
+}
+
+/// The worker's connection, (re)established when missing; `None` (logged) if that fails.
+fn connection<'s>(shared: &'s mut Shared, url: &str) -> Option<&'s mut PgConnection> {
+    if shared.conn.is_none() {
+        match PgConnection::establish(url) {
+            Ok(conn) => shared.conn = Some(conn),
+            Err(error) => {
+                tracing::error!(%error, "consumer database unavailable");
+                return None;
+            }
+        }
+    }
+    shared.conn.as_mut()
+}
+
+/// A Kafka message as the apply step reads it.
+fn incoming<'m>(message: &'m BorrowedMessage<'_>) -> Incoming<'m> {
+    let header = |name: &str| {
+        message.headers().and_then(|hs| {
+            hs.iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .and_then(|v| std::str::from_utf8(v).ok())
+        })
+    };
+    Incoming {
+        coordinates: Coordinates {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        },
+        event_header: header(headers::EVENT_NAME),
+        event_id_header: header(headers::EVENT_ID),
+        payload: message.payload().unwrap_or_default(),
+    }
+}
+
+/// Splits a batch into runs per partition, each in offset order, partitions in first-seen order.
+fn group_by_partition<'b, 'c>(
+    batch: &'b [BorrowedMessage<'c>],
+) -> Vec<(Partition, Vec<&'b BorrowedMessage<'c>>)> {
+    let mut groups: Vec<(Partition, Vec<&BorrowedMessage<'c>>)> = Vec::new();
+    for message in batch {
+        let partition = (message.topic().to_owned(), message.partition());
+        match groups.iter_mut().find(|(p, _)| *p == partition) {
+            Some((_, messages)) => messages.push(message),
+            None => groups.push((partition, vec![message])),
+        }
+    }
+    groups
 }
