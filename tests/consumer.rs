@@ -368,31 +368,44 @@ async fn unreadable_position_holds_the_partition_instead_of_skipping() {
 async fn rebalance_mid_stream_applies_each_event_exactly_once() {
     let (db, topic) = setup("rebalance");
     create_topic(&brokers(), &topic, 4).await;
-    emit_credits(&mut db.conn(), &topic, 10_000, 50);
     let group = &unique_topic("billing-rebalance");
-    // One event per transaction, so that the stream is still flowing when the group changes.
-    let config = || {
-        let mut config = common::consumer_config(&db, &brokers(), group, &topic);
-        config.consumer.batch_size = 1;
-        config
+    // The stream keeps flowing (100 events every 100 ms, through the relay) until the group
+    // changed twice, so both rebalances happen mid-stream by construction.
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let (url, topic, writing) = (db.url.clone(), topic.clone(), writing.clone());
+        std::thread::spawn(move || {
+            let mut conn = PgConnection::establish(&url).unwrap();
+            let mut written = 0i64;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) || written < 10_000 {
+                conn.transaction(|conn| {
+                    for seq in written + 1..=written + 100 {
+                        CreditOut(out(&topic, seq % 50, seq)).emit_created(conn)?;
+                    }
+                    Ok::<_, procon::EmitError>(())
+                })
+                .unwrap();
+                written += 100;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            written
+        })
     };
-    let first = procon::start(config()).unwrap();
+    let first = procon::start(common::consumer_config(&db, &brokers(), group, &topic)).unwrap();
     wait_for_effects(&db, 1000);
-    let second = procon::start(config()).unwrap();
+    let second = procon::start(common::consumer_config(&db, &brokers(), group, &topic)).unwrap();
     common::wait_for("the second member to own partitions", LONG, || {
         (!second.assigned_partitions().is_empty()).then_some(())
     });
-    let applied = effects(&mut db.conn()).len();
-    assert!(
-        applied < 10_000,
-        "the rebalance happened mid-stream ({applied} applied)"
-    );
-    wait_for_effects(&db, applied + 1000);
+    wait_for_effects(&db, effects(&mut db.conn()).len() + 500);
     first.shutdown().await.unwrap(); // a second rebalance: the survivor takes every partition
-    wait_for_effects(&db, 10_000);
+    wait_for_effects(&db, effects(&mut db.conn()).len() + 500);
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    wait_for_effects(&db, written as usize);
     tokio::time::sleep(Duration::from_millis(500)).await;
     second.shutdown().await.unwrap();
-    assert_exactly_once(&db, 10_000);
+    assert_exactly_once(&db, written);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
