@@ -228,15 +228,26 @@ pub(crate) fn apply_batch(
     conn.transaction(|conn| {
         let next = store::lock_position(conn, group, topic, partition)
             .map_err(database(&first.coordinates))?;
+        let pending =
+            |item: &&Identified<'_, '_>| next < 0 || item.message.coordinates.offset >= next;
+        let ids: Vec<Uuid> = identified
+            .iter()
+            .filter(pending)
+            .filter_map(|i| i.event_id)
+            .collect();
+        let new_ids =
+            store::record_events(conn, group, &ids).map_err(database(&first.coordinates))?;
+        // An id twice in one batch is new only the first time.
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
         let mut outcomes = Vec::with_capacity(identified.len());
         for item in &identified {
             let coordinates = &item.message.coordinates;
-            if next >= 0 && coordinates.offset < next {
+            if !pending(&item) {
                 outcomes.push(Applied::AlreadyApplied);
                 continue;
             }
             let fresh = match item.event_id {
-                Some(id) => store::record_event(conn, group, id).map_err(database(coordinates))?,
+                Some(id) => new_ids.contains(&id) && seen.insert(id),
                 None => true,
             };
             let applied = match item.registration {

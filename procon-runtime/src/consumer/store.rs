@@ -2,7 +2,9 @@
 //! Every function here runs on the caller's connection, inside the caller's transaction.
 
 use diesel::pg::PgConnection;
-use diesel::sql_types::{BigInt, Integer, Nullable, Text, Uuid as SqlUuid};
+use std::collections::HashSet;
+
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Uuid as SqlUuid};
 use diesel::{QueryableByName, RunQueryDsl};
 use uuid::Uuid;
 
@@ -85,20 +87,30 @@ pub(crate) fn save_position(
     Ok(())
 }
 
-/// Records that `group` applied `event_id`; false if it had already (a duplicate).
-pub(crate) fn record_event(
+#[derive(QueryableByName)]
+struct Recorded {
+    #[diesel(sql_type = SqlUuid)]
+    event_id: Uuid,
+}
+
+/// Records that `group` applied `event_ids` (one statement for a whole batch) and returns the
+/// ids that were new: an id missing from the result had been applied before (a duplicate).
+pub(crate) fn record_events(
     conn: &mut PgConnection,
     group: &str,
-    event_id: Uuid,
-) -> diesel::QueryResult<bool> {
-    let inserted = diesel::sql_query(
-        "INSERT INTO procon_consumed_events (group_id, event_id) VALUES ($1, $2) \
-         ON CONFLICT (group_id, event_id) DO NOTHING",
+    event_ids: &[Uuid],
+) -> diesel::QueryResult<HashSet<Uuid>> {
+    if event_ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let recorded: Vec<Recorded> = diesel::sql_query(
+        "INSERT INTO procon_consumed_events (group_id, event_id) SELECT $1, unnest($2) \
+         ON CONFLICT (group_id, event_id) DO NOTHING RETURNING event_id",
     )
     .bind::<Text, _>(group)
-    .bind::<SqlUuid, _>(event_id)
-    .execute(conn)?;
-    Ok(inserted == 1)
+    .bind::<Array<SqlUuid>, _>(event_ids)
+    .load(conn)?;
+    Ok(recorded.into_iter().map(|r| r.event_id).collect())
 }
 
 /// Deletes event-id records older than `retention_s` seconds; returns how many.
