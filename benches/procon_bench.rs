@@ -298,6 +298,9 @@ async fn latency(
 fn relay_only(url: &str, brokers: &str) -> procon::Config {
     let mut config = procon::Config::new(url, brokers);
     config.consumer.enabled = false;
+    if let Ok(ms) = std::env::var("BENCH_RELAY_POLL_MS") {
+        config.relay.poll_interval = Duration::from_millis(ms.parse().unwrap_or(1000));
+    }
     config
 }
 

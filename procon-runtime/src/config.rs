@@ -100,7 +100,9 @@ pub struct RelayConfig {
     pub enabled: bool,
     /// Largest number of rows read, published and deleted in one round. Default 5000.
     pub batch_size: u32,
-    /// How often the relay looks at the outbox when no notification woke it. Default 1 s.
+    /// How often the relay looks at the outbox when no notification woke it. Default 250 ms:
+    /// under load a fraction of wake-ups is not observed (see docs/BENCHMARKS.md), and this
+    /// bounds the extra delay.
     pub poll_interval: Duration,
     /// How long shutdown waits for in-flight deliveries before leaving them to the next start.
     /// Default 10 s.
@@ -124,7 +126,7 @@ impl Default for RelayConfig {
         RelayConfig {
             enabled: true,
             batch_size: 5000,
-            poll_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(250),
             shutdown_timeout: Duration::from_secs(10),
             backoff: BackoffConfig::default(),
             topics: BTreeMap::new(),
@@ -197,7 +199,7 @@ impl Config {
     /// | `PROCON_SERVICE_NAME` | service name, default `procon` |
     /// | `PROCON_RELAY_ENABLED` | `true` / `false`, default `true` |
     /// | `PROCON_RELAY_BATCH_SIZE` | rows per round, default 5000 |
-    /// | `PROCON_RELAY_POLL_INTERVAL_MS` | fallback polling period, default 1000 |
+    /// | `PROCON_RELAY_POLL_INTERVAL_MS` | fallback polling period, default 250 |
     /// | `PROCON_RELAY_SHUTDOWN_TIMEOUT_MS` | drain time on shutdown, default 10000 |
     /// | `PROCON_CONSUMER_ENABLED` | `true` / `false`, default `true` |
     /// | `PROCON_CONSUMER_UNKNOWN_EVENTS` | `ignore` (default) or `stop` |
