@@ -20,9 +20,13 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 diesel::table! {
+    /// The service's accounts.
     accounts (id) {
+        /// Primary key, also the Kafka key of the account's events.
         id -> BigInt,
+        /// Published.
         email -> Text,
+        /// Never published (`#[procon(skip)]`).
         password_hash -> Text,
     }
 }

@@ -35,6 +35,15 @@ fn emit_credits(conn: &mut PgConnection, topic: &str, count: i64, keys: i64) {
     }
 }
 
+/// Publishes everything in the outbox with a relay-only runtime, then stops it.
+async fn publish_outbox(db: &TestDb) {
+    let relay = procon::start(common::runtime_config(db, &brokers())).unwrap();
+    common::wait_for("the outbox to be published", LONG, || {
+        (db.outbox_len() == 0).then_some(())
+    });
+    relay.shutdown().await.unwrap();
+}
+
 fn setup(name: &str) -> (TestDb, String) {
     common::init_logs();
     let db = TestDb::new(name);
@@ -214,12 +223,7 @@ async fn undecodable_message_stalls_its_partition_with_a_clear_error() {
     db.conn()
         .transaction(|conn| CreditOut(out(&topic, 1, 1)).emit_created(conn))
         .unwrap();
-    let mut config = common::runtime_config(&db, &brokers());
-    config.relay.enabled = true;
-    let relay = procon::start(config).unwrap();
-    common::wait_for("the first event to be published", LONG, || {
-        (db.outbox_len() == 0).then_some(())
-    });
+    publish_outbox(&db).await;
     let bad_id = uuid::Uuid::now_v7().to_string();
     produce_raw(
         &brokers(),
@@ -235,10 +239,7 @@ async fn undecodable_message_stalls_its_partition_with_a_clear_error() {
     db.conn()
         .transaction(|conn| CreditOut(out(&topic, 1, 3)).emit_created(conn))
         .unwrap();
-    common::wait_for("the third event to be published", LONG, || {
-        (db.outbox_len() == 0).then_some(())
-    });
-    relay.shutdown().await.unwrap();
+    publish_outbox(&db).await;
 
     let runtime = procon::start(common::consumer_config(
         &db,
@@ -336,13 +337,7 @@ async fn unreadable_position_holds_the_partition_instead_of_skipping() {
     let billing_held = &unique_topic("billing-held");
     create_topic(&brokers(), &topic, 2).await;
     emit_credits(&mut db.conn(), &topic, 50, 5);
-    let mut relay_config = common::runtime_config(&db, &brokers());
-    relay_config.relay.enabled = true;
-    let relay = procon::start(relay_config).unwrap();
-    common::wait_for("the events to be published", LONG, || {
-        (db.outbox_len() == 0).then_some(())
-    });
-    relay.shutdown().await.unwrap();
+    publish_outbox(&db).await;
 
     db.conn()
         .batch_execute("ALTER TABLE procon_consumer_offsets RENAME TO offsets_away")
@@ -414,13 +409,7 @@ async fn handler_runs_once_after_crash() {
     let billing_crash = &unique_topic("billing-crash");
     create_topic(&brokers(), &topic, 4).await;
     emit_credits(&mut db.conn(), &topic, 3000, 50);
-    let mut relay_config = common::runtime_config(&db, &brokers());
-    relay_config.relay.enabled = true;
-    let relay = procon::start(relay_config).unwrap();
-    common::wait_for("the events to be published", LONG, || {
-        (db.outbox_len() == 0).then_some(())
-    });
-    relay.shutdown().await.unwrap();
+    publish_outbox(&db).await;
 
     // Kafka offsets are never committed here, so every restart follows a crash that happened
     // after database commits and before any Kafka commit.

@@ -137,7 +137,7 @@ async fn relay_keeps_order_per_key() {
 
     let mut collector = Collector::new(&brokers(), &topic, 8);
     collector.at_least(1000, LONG);
-    let received = by_partition(&collector.drain_for(Duration::from_millis(300)).to_vec());
+    let received = by_partition(collector.drain_for(Duration::from_millis(300)));
     assert_eq!(
         received.len(),
         1000,

@@ -35,6 +35,7 @@ fn fee(plan: &str) -> i64 {
 }
 
 fn upsert(ctx: &mut HandlerContext<'_>, account: &AccountView) -> Result<(), HandlerError> {
+    use diesel::upsert::excluded;
     diesel::insert_into(customers::table)
         .values((
             customers::account_id.eq(account.id),
@@ -45,9 +46,9 @@ fn upsert(ctx: &mut HandlerContext<'_>, account: &AccountView) -> Result<(), Han
         .on_conflict(customers::account_id)
         .do_update()
         .set((
-            customers::email.eq(&account.email),
-            customers::plan.eq(&account.plan),
-            customers::monthly_fee_cents.eq(fee(&account.plan)),
+            customers::email.eq(excluded(customers::email)),
+            customers::plan.eq(excluded(customers::plan)),
+            customers::monthly_fee_cents.eq(excluded(customers::monthly_fee_cents)),
         ))
         .execute(ctx.conn())?;
     Ok(())

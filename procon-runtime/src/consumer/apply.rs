@@ -98,8 +98,8 @@ pub(crate) enum Applied {
     Handled,
     /// The event id was applied before (a redelivery): only the position advanced.
     Duplicate,
-    /// The stored position is already past this offset: nothing was done.
-    AlreadyApplied,
+    /// The stored position is already past this offset (applied before): nothing was done.
+    PastPosition,
     /// No handler is registered for the event; recorded as consumed.
     NoHandler,
 }
@@ -243,7 +243,7 @@ pub(crate) fn apply_batch(
         for item in &identified {
             let coordinates = &item.message.coordinates;
             if !pending(&item) {
-                outcomes.push(Applied::AlreadyApplied);
+                outcomes.push(Applied::PastPosition);
                 continue;
             }
             let fresh = match item.event_id {

@@ -72,13 +72,11 @@ impl Worker {
             let batch = self.poll_batch();
             self.forget_revoked(&mut retries);
             for (partition, messages) in group_by_partition(&batch) {
-                if messages.len() > 1
+                let batchable = messages.len() > 1
                     && !retries.contains_key(&partition)
-                    && !self.is_held(&partition)
-                {
-                    if self.apply_run(&partition, &messages) {
-                        continue;
-                    }
+                    && !self.is_held(&partition);
+                if batchable && self.apply_run(&partition, &messages) {
+                    continue;
                 }
                 // One at a time: a retrying partition, a lone message, or a batch that failed
                 // (its transaction rolled back; applying one by one stops exactly at the culprit).
@@ -219,7 +217,7 @@ impl Worker {
                     Applied::Duplicate => {
                         tracing::info!(at = %incoming.coordinates, "event already applied (redelivered): skipped")
                     }
-                    Applied::AlreadyApplied => {
+                    Applied::PastPosition => {
                         tracing::debug!(at = %incoming.coordinates, "offset already applied")
                     }
                     Applied::NoHandler => {
@@ -262,7 +260,7 @@ impl Worker {
             self.config.unknown_events,
             std::slice::from_ref(incoming),
         )
-        .map(|outcomes| outcomes.first().copied().unwrap_or(Applied::AlreadyApplied));
+        .map(|outcomes| outcomes.first().copied().unwrap_or(Applied::PastPosition));
         if let Err(ApplyError::Database { .. }) = result {
             // The connection may be broken; a new one is made for the retry.
             shared.conn = None;
