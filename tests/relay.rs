@@ -443,8 +443,15 @@ async fn standby_relay_takes_over_when_the_leader_stops() {
 async fn start_refuses_an_option_librdkafka_rejects() {
     let config = procon::Config::new("postgres://postgres@127.0.0.1/test", brokers())
         .kafka_option("no.such.option", "1");
-    let err = procon::start(config).unwrap_err();
+    // The producer's configuration (no consumer in this runtime)...
+    let mut relay_only = config.clone();
+    relay_only.consumer.enabled = false;
+    let err = procon::start(relay_only).unwrap_err();
     assert!(matches!(err, procon::StartError::Kafka(_)), "{err:?}");
+    assert!(err.to_string().contains("no.such.option"), "{err}");
+    // ...and the consumer's (this test binary links the ledger handlers).
+    let err = procon::start(config).unwrap_err();
+    assert!(matches!(err, procon::StartError::Consumer(_)), "{err:?}");
     assert!(err.to_string().contains("no.such.option"), "{err}");
 }
 

@@ -1,8 +1,9 @@
 //! The real broker: topic creation and a collector reading what a topic holds.
 //!
 //! The client settings this broker (tansu) needs are pinned here and nowhere else:
-//! - `session.timeout.ms=2000`: tansu delays a new group's first assignment by about half the
-//!   session timeout (23 s with the default 45 s);
+//! - `session.timeout.ms=6000`, `heartbeat.interval.ms=1000`: tansu delays a new group's first
+//!   assignment by about half the session timeout (23 s with the default 45 s), and under load it
+//!   leaves heartbeats unanswered for over 2 s, which with a 2 s timeout makes members churn;
 //! - `allow.auto.create.topics=false`: tansu does not auto-create topics; tests create them.
 
 use std::collections::BTreeMap;
