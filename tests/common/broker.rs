@@ -22,8 +22,9 @@ pub fn brokers() -> String {
 }
 
 /// Client settings every test consumer needs against the test broker.
-pub const TEST_CONSUMER_SETTINGS: [(&str, &str); 2] = [
-    ("session.timeout.ms", "2000"),
+pub const TEST_CONSUMER_SETTINGS: [(&str, &str); 3] = [
+    ("session.timeout.ms", "6000"),
+    ("heartbeat.interval.ms", "1000"),
     ("allow.auto.create.topics", "false"),
 ];
 
@@ -102,11 +103,15 @@ impl Collector {
     }
 
     /// Reads until `done(received)` holds, or panics after `timeout`.
+    ///
+    /// `done` is asked again only after the messages already waiting were read (up to
+    /// [`BURST`] at a time), so a check that walks everything received stays cheap.
     pub fn until(
         &mut self,
         timeout: Duration,
         mut done: impl FnMut(&[Received]) -> bool,
     ) -> &[Received] {
+        const BURST: usize = 1000;
         let started = Instant::now();
         while !done(&self.received) {
             assert!(
@@ -114,7 +119,13 @@ impl Collector {
                 "timed out after {timeout:?}; received {} messages",
                 self.received.len()
             );
-            self.poll(Duration::from_millis(100));
+            if self.poll(Duration::from_millis(100)) {
+                for _ in 1..BURST {
+                    if !self.poll(Duration::ZERO) {
+                        break;
+                    }
+                }
+            }
         }
         &self.received
     }
@@ -133,7 +144,8 @@ impl Collector {
         &self.received
     }
 
-    fn poll(&mut self, timeout: Duration) {
+    /// Reads at most one message; tells whether one arrived.
+    fn poll(&mut self, timeout: Duration) -> bool {
         if let Some(message) = self.consumer.poll(timeout) {
             let message = message.expect("consume");
             let mut headers = BTreeMap::new();
@@ -160,7 +172,9 @@ impl Collector {
                 payload: payload.unwrap_or(serde_json::Value::Null),
                 headers,
             });
+            return true;
         }
+        false
     }
 }
 
