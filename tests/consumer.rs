@@ -359,24 +359,6 @@ async fn unreadable_position_holds_the_partition_instead_of_skipping() {
     assert_exactly_once(&db, 50);
 }
 
-/// Starts a member and waits for it to own partitions. tansu sometimes completes a join with
-/// the newcomer left out of the assignment and never rebalances again; such a member is
-/// stopped and started anew (which is itself one more mid-stream rebalance).
-async fn join_until_assigned(start: impl Fn() -> procon::Runtime) -> procon::Runtime {
-    for _ in 0..4 {
-        let member = start();
-        let assigned = common::try_wait_for(Duration::from_secs(20), || {
-            (!member.assigned_partitions().is_empty()).then_some(())
-        });
-        if assigned.is_some() {
-            return member;
-        }
-        eprintln!("tansu left the new member without partitions; starting it again");
-        member.shutdown().await.unwrap();
-    }
-    panic!("the new member never got partitions in 4 joins");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rebalance_mid_stream_applies_each_event_exactly_once() {
     let (db, topic) = setup("rebalance");
@@ -406,10 +388,10 @@ async fn rebalance_mid_stream_applies_each_event_exactly_once() {
     };
     let first = procon::start(common::consumer_config(&db, &brokers(), group, &topic)).unwrap();
     wait_for_effects(&db, 1000);
-    let second = join_until_assigned(|| {
-        procon::start(common::consumer_config(&db, &brokers(), group, &topic)).unwrap()
-    })
-    .await;
+    let second = procon::start(common::consumer_config(&db, &brokers(), group, &topic)).unwrap();
+    common::wait_for("the second member to own partitions", LONG, || {
+        (!second.assigned_partitions().is_empty()).then_some(())
+    });
     wait_for_effects(&db, effects(&mut db.conn()).len() + 500);
     first.shutdown().await.unwrap(); // a second rebalance: the survivor takes every partition
     wait_for_effects(&db, effects(&mut db.conn()).len() + 500);
