@@ -388,6 +388,11 @@ async fn rebalance_mid_stream_applies_each_event_exactly_once() {
     };
     let first = procon::start(common::consumer_config(&db, &brokers(), group, &topic)).unwrap();
     wait_for_effects(&db, 1000);
+    assert_eq!(
+        first.assigned_partitions().len(),
+        4,
+        "the only member reports every partition as its own"
+    );
     let second = procon::start(common::consumer_config(&db, &brokers(), group, &topic)).unwrap();
     common::wait_for("the second member to own partitions", LONG, || {
         (!second.assigned_partitions().is_empty()).then_some(())

@@ -387,7 +387,6 @@ impl Worker {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&partition);
         }
-        shared.assigned.clear();
     }
 
     fn forget_old_events(&self) {
