@@ -112,7 +112,15 @@ pub struct RelayConfig {
     /// Physical topic names for the topics models name, e.g. `accounts` → `prod.accounts`.
     /// A topic not listed is used as written.
     pub topics: BTreeMap<String, String>,
+    /// The topic realtime notifications are published to. Default `procon-realtime`.
+    pub realtime_topic: String,
+    /// Per-channel throttle window of realtime notifications that do not set their own
+    /// (`rt_threshold`). Default 1000 ms. See [`crate::realtime`] for the exact rule.
+    pub realtime_threshold: Duration,
 }
+
+/// The default realtime topic.
+pub const DEFAULT_REALTIME_TOPIC: &str = "procon-realtime";
 
 impl RelayConfig {
     /// The topic to publish to for a topic named by a model.
@@ -130,6 +138,8 @@ impl Default for RelayConfig {
             shutdown_timeout: Duration::from_secs(10),
             backoff: BackoffConfig::default(),
             topics: BTreeMap::new(),
+            realtime_topic: DEFAULT_REALTIME_TOPIC.to_owned(),
+            realtime_threshold: Duration::from_millis(1000),
         }
     }
 }
@@ -201,6 +211,8 @@ impl Config {
     /// | `PROCON_RELAY_BATCH_SIZE` | rows per round, default 5000 |
     /// | `PROCON_RELAY_POLL_INTERVAL_MS` | fallback polling period, default 250 |
     /// | `PROCON_RELAY_SHUTDOWN_TIMEOUT_MS` | drain time on shutdown, default 10000 |
+    /// | `PROCON_RELAY_REALTIME_TOPIC` | realtime topic, default `procon-realtime` |
+    /// | `PROCON_RELAY_REALTIME_THRESHOLD_MS` | default realtime throttle window, default 1000 |
     /// | `PROCON_CONSUMER_ENABLED` | `true` / `false`, default `true` |
     /// | `PROCON_CONSUMER_UNKNOWN_EVENTS` | `ignore` (default) or `stop` |
     /// | `PROCON_CONSUMER_DEDUP_RETENTION_S` | how long applied event ids are kept, default 604800 |
@@ -250,6 +262,13 @@ impl Config {
         if let Some(v) = vars.get("PROCON_RELAY_SHUTDOWN_TIMEOUT_MS") {
             relay.shutdown_timeout =
                 Duration::from_millis(parse("PROCON_RELAY_SHUTDOWN_TIMEOUT_MS", v)?);
+        }
+        if let Some(v) = vars.get("PROCON_RELAY_REALTIME_TOPIC") {
+            relay.realtime_topic = v.clone();
+        }
+        if let Some(v) = vars.get("PROCON_RELAY_REALTIME_THRESHOLD_MS") {
+            relay.realtime_threshold =
+                Duration::from_millis(parse("PROCON_RELAY_REALTIME_THRESHOLD_MS", v)?);
         }
         let consumer = &mut config.consumer;
         if let Some(v) = vars.get("PROCON_CONSUMER_ENABLED") {
@@ -347,6 +366,13 @@ impl Config {
                 "relay.poll_interval",
                 "0",
                 "must be positive (a zero interval would busy-loop)",
+            ));
+        }
+        if self.relay.realtime_topic.trim().is_empty() {
+            return Err(invalid(
+                "relay.realtime_topic",
+                &self.relay.realtime_topic,
+                "must not be empty",
             ));
         }
         if self.consumer.dedup_retention.is_zero() {

@@ -85,6 +85,10 @@ pub struct Envelope<T = serde_json::Value> {
     /// Free metadata given at emit time.
     #[serde(default)]
     pub metadata: Metadata,
+    /// W3C trace context of the emitting span (`00-<trace id>-<span id>-<flags>`), when the
+    /// emitter was traced with OpenTelemetry. Also sent as the `traceparent` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Names of the Kafka headers the relay sets on every event.
@@ -97,6 +101,8 @@ pub mod headers {
     pub const ENTITY: &str = "procon-entity";
     /// The payload's media type (`application/json`).
     pub const CONTENT_TYPE: &str = "content-type";
+    /// W3C trace context of the emitting span, when there was one.
+    pub const TRACEPARENT: &str = crate::trace::TRACEPARENT;
 }
 
 /// The media type of JSON-encoded envelopes.

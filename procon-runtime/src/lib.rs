@@ -19,8 +19,10 @@ pub mod consumer;
 pub mod event;
 pub mod kafka;
 pub mod outbox;
+pub mod realtime;
 mod relay;
 pub mod store;
+pub mod trace;
 
 #[doc(hidden)]
 pub use inventory as __inventory;

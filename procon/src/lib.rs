@@ -19,6 +19,7 @@ pub use procon_runtime::consumer::{
 };
 pub use procon_runtime::event::{self, Envelope, EventKind, Metadata};
 pub use procon_runtime::outbox::{EmitError, Outbox, OutboxEvent, OutboxExt};
+pub use procon_runtime::realtime::{Change, Realtime, RealtimeError};
 pub use procon_runtime::register_handler;
 pub use procon_runtime::store::{migrate, MigrationError};
 pub use procon_runtime::{
@@ -32,23 +33,27 @@ pub use procon_runtime as runtime;
 /// `use procon::prelude::*;` brings the derive, the trait and the emit shortcuts into scope.
 pub mod prelude {
     pub use crate::{
-        Event, EventHandler, EventKind, HandlerContext, HandlerError, Metadata, Outbox,
-        OutboxEvent, OutboxExt,
+        Change, Event, EventHandler, EventKind, HandlerContext, HandlerError, Metadata, Outbox,
+        OutboxEvent, OutboxExt, Realtime,
     };
 }
 
 /// What the macros expand to. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
+    pub use core::iter::Extend;
     pub use core::result::Result;
+    pub use core::time::Duration;
     pub use procon_runtime::__inventory as inventory;
     pub use procon_runtime::consumer::{
         Event, EventHandler, HandlerContext, HandlerError, HandlerEventArg, Registration,
     };
     pub use procon_runtime::outbox::Outbox;
+    pub use procon_runtime::realtime::{Change, Realtime};
     pub use serde::ser::{SerializeStruct, Serializer};
     pub use std::borrow::Cow;
     pub use std::string::{String, ToString};
+    pub use std::vec::Vec;
 }
 
 /// Compiles the README's examples as doc tests.

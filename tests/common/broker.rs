@@ -60,6 +60,8 @@ pub struct Received {
     pub key: String,
     pub payload: serde_json::Value,
     pub headers: BTreeMap<String, String>,
+    /// The message's timestamp (CreateTime: when the producer sent it), in ms.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Received {
@@ -171,6 +173,7 @@ impl Collector {
                     .unwrap_or_default(),
                 payload: payload.unwrap_or(serde_json::Value::Null),
                 headers,
+                timestamp_ms: message.timestamp().to_millis(),
             });
             return true;
         }

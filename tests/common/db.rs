@@ -49,10 +49,7 @@ impl TestDb {
 
     /// Number of rows waiting in the outbox.
     pub fn outbox_len(&self) -> i64 {
-        let count: Count = diesel::sql_query("SELECT count(*) AS n FROM procon_outbox")
-            .get_result(&mut self.conn())
-            .expect("count the outbox");
-        count.n
+        count(&mut self.conn(), "procon_outbox")
     }
 }
 
@@ -61,4 +58,12 @@ impl TestDb {
 pub fn with_search_path(url: &str, schema: &str) -> String {
     let separator = if url.contains('?') { '&' } else { '?' };
     format!("{url}{separator}options=-csearch_path%3D{schema}")
+}
+
+/// Number of rows of `table`.
+pub fn count(conn: &mut PgConnection, table: &str) -> i64 {
+    let count: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+        .get_result(conn)
+        .unwrap_or_else(|e| panic!("count {table}: {e}"));
+    count.n
 }

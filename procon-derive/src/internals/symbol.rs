@@ -23,6 +23,10 @@ pub(crate) const KEY: Symbol = Symbol("key");
 pub(crate) const SKIP: Symbol = Symbol("skip");
 /// Field key: the field's name in the payload.
 pub(crate) const RENAME: Symbol = Symbol("rename");
+/// Container key: a realtime builder function (repeatable).
+pub(crate) const REALTIME: Symbol = Symbol("realtime");
+/// Container key: the realtime throttle window in milliseconds.
+pub(crate) const RT_THRESHOLD: Symbol = Symbol("rt_threshold");
 /// `event_handler` key: the name of the event handled.
 pub(crate) const EVENT: Symbol = Symbol("event");
 

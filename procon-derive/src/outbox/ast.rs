@@ -1,7 +1,7 @@
 //! The validated model of a `#[derive(Outbox)]` input: what `valid.rs` produces once every
 //! check passed, with every default applied, and all `expand.rs` needs.
 
-use syn::{Generics, Ident, Type};
+use syn::{Generics, Ident, Path, Type};
 
 /// A struct that passed every check.
 pub(super) struct Model<'a> {
@@ -18,6 +18,10 @@ pub(super) struct Model<'a> {
     /// The fields written by `Outbox::serialize_payload`, in declaration order (skipped fields
     /// left out).
     pub(super) payload: Vec<PayloadField<'a>>,
+    /// The realtime builder functions, in the order written.
+    pub(super) realtime: Vec<Path>,
+    /// The throttle window (ms) given to built notifications that set none.
+    pub(super) rt_threshold: Option<u32>,
 }
 
 /// A field of the struct, as the generated code accesses it.

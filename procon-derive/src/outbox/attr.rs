@@ -13,11 +13,13 @@ use crate::internals::attr::{Attr, Setting};
 use crate::internals::meta::{
     assigned_expr, path_to_string, skip_value, string_value, ungroup, unknown_key,
 };
-use crate::internals::symbol::{Symbol, ENTITY, KEY, PROCON, RENAME, SKIP, TOPIC};
+use crate::internals::symbol::{
+    Symbol, ENTITY, KEY, PROCON, REALTIME, RENAME, RT_THRESHOLD, SKIP, TOPIC,
+};
 use crate::internals::Ctxt;
 
 /// The keys of the struct-level attribute.
-const CONTAINER_KEYS: &[Symbol] = &[TOPIC, ENTITY, KEY];
+const CONTAINER_KEYS: &[Symbol] = &[TOPIC, ENTITY, KEY, REALTIME, RT_THRESHOLD];
 /// The keys of the field-level attribute.
 const FIELD_KEYS: &[Symbol] = &[SKIP, RENAME];
 
@@ -45,6 +47,12 @@ pub(super) struct Container {
     pub(super) entity: Setting<LitStr>,
     /// `key = field`.
     pub(super) key: Setting<Ident>,
+    /// Every `realtime = path::to::builder`, in order (the key may be repeated).
+    pub(super) realtime: Vec<Path>,
+    /// Whether a `realtime = ...` was rejected (so a lone `rt_threshold` is not blamed).
+    pub(super) realtime_invalid: bool,
+    /// `rt_threshold = 500` (milliseconds).
+    pub(super) rt_threshold: Setting<(syn::LitInt, u32)>,
 }
 
 /// One named field and the keys of its `#[procon(...)]` attributes.
@@ -86,6 +94,9 @@ impl Container {
         let mut topic = Attr::none(cx, PROCON, TOPIC);
         let mut entity = Attr::none(cx, PROCON, ENTITY);
         let mut key = Attr::none(cx, PROCON, KEY);
+        let mut realtime = Vec::new();
+        let mut realtime_invalid = false;
+        let mut rt_threshold = Attr::none(cx, PROCON, RT_THRESHOLD);
         let mut misspelled = Vec::new();
         let read_all = for_each_key(cx, attrs, CONTAINER_HELP, |meta| {
             if meta.path == TOPIC {
@@ -97,6 +108,14 @@ impl Container {
             } else if meta.path == KEY {
                 let value = field_name_value(cx, meta)?;
                 key.set(&meta.path, value);
+            } else if meta.path == REALTIME {
+                match function_path_value(cx, meta)? {
+                    Some(path) => realtime.push(path),
+                    None => realtime_invalid = true,
+                }
+            } else if meta.path == RT_THRESHOLD {
+                let value = millis_value(cx, meta)?;
+                rt_threshold.set(&meta.path, value);
             } else if FIELD_KEYS.iter().any(|field_key| meta.path == *field_key) {
                 let name = path_to_string(&meta.path);
                 cx.error_spanned_by(
@@ -122,6 +141,11 @@ impl Container {
             key: key
                 .get()
                 .or_invalid_if(!read_all || misspelled.contains(&KEY)),
+            realtime_invalid: realtime_invalid || !read_all || misspelled.contains(&REALTIME),
+            realtime,
+            rt_threshold: rt_threshold
+                .get()
+                .or_invalid_if(!read_all || misspelled.contains(&RT_THRESHOLD)),
         }
     }
 }
@@ -224,6 +248,50 @@ fn field_name_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option
             "expected a field name for `procon(key)`; \
              help: the correct format looks like `#[procon(key = {example})]`"
         ),
+    );
+    Ok(None)
+}
+
+/// Reads `realtime = path::to::builder`. `Ok(None)`: not a path, reported to `cx`.
+fn function_path_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<Path>> {
+    let usage = "realtime = account_channels";
+    let Some(expr) = assigned_expr(cx, meta, PROCON, REALTIME, usage)? else {
+        return Ok(None);
+    };
+    if let Expr::Path(path) = ungroup(&expr) {
+        if path.qself.is_none() && path.attrs.is_empty() {
+            return Ok(Some(path.path.clone()));
+        }
+    }
+    cx.error_spanned_by(
+        &expr,
+        "expected the path of a function for `procon(realtime)`; help: the correct format \
+         looks like `#[procon(realtime = account_channels)]`, with \
+         `fn account_channels(change: &Change<'_, Account>) -> Option<Realtime>` \
+         (or any `IntoIterator<Item = Realtime>`)",
+    );
+    Ok(None)
+}
+
+/// Reads `rt_threshold = 500`, a number of milliseconds. `Ok(None)`: not such a number,
+/// reported to `cx`.
+fn millis_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<(syn::LitInt, u32)>> {
+    let usage = "rt_threshold = 1000";
+    let Some(expr) = assigned_expr(cx, meta, PROCON, RT_THRESHOLD, usage)? else {
+        return Ok(None);
+    };
+    if let Expr::Lit(syn::ExprLit {
+        lit: Lit::Int(lit), ..
+    }) = ungroup(&expr)
+    {
+        if let Ok(millis) = lit.base10_parse::<u32>() {
+            return Ok(Some((lit.clone(), millis)));
+        }
+    }
+    cx.error_spanned_by(
+        &expr,
+        "expected a whole number of milliseconds for `procon(rt_threshold)`; \
+         help: the correct format looks like `#[procon(rt_threshold = 1000)]`",
     );
     Ok(None)
 }

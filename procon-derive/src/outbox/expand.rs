@@ -22,7 +22,10 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
         topic,
         key,
         payload,
+        realtime,
+        rt_threshold,
     } = model;
+    let realtime = realtime_fn(realtime, *rt_threshold);
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     // The trait paths and the borrowed value carry the field type's span, so a missing
     // `Display` or `Serialize` impl is reported at the field's type rather than at
@@ -77,7 +80,44 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
                     #(#fields)*
                     ::procon::__private::SerializeStruct::end(__procon_state)
                 }
+
+                #realtime
             }
         };
     }
+}
+
+/// `Outbox::realtime`, calling each builder in turn; nothing when there is none (the trait's
+/// default returns no notification).
+fn realtime_fn(builders: &[syn::Path], rt_threshold: Option<u32>) -> Option<TokenStream> {
+    if builders.is_empty() {
+        return None;
+    }
+    // Each call carries its builder's span: a builder with the wrong signature is reported
+    // at the path written in the attribute.
+    let calls = builders.iter().map(|builder| {
+        quote_spanned! {builder.span()=>
+            ::procon::__private::Extend::extend(&mut __procon_messages, #builder(__procon_change));
+        }
+    });
+    let threshold = rt_threshold.map(|millis| {
+        let millis = u64::from(millis);
+        quote! {
+            for __procon_message in &mut __procon_messages {
+                __procon_message
+                    .threshold
+                    .get_or_insert(::procon::__private::Duration::from_millis(#millis));
+            }
+        }
+    });
+    Some(quote! {
+        fn realtime(
+            __procon_change: &::procon::__private::Change<'_, Self>,
+        ) -> ::procon::__private::Vec<::procon::__private::Realtime> {
+            let mut __procon_messages = ::procon::__private::Vec::new();
+            #(#calls)*
+            #threshold
+            __procon_messages
+        }
+    })
 }

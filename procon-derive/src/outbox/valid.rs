@@ -34,6 +34,21 @@ pub(super) fn check<'a>(
     };
     let key = key(cx, &input.ident, container.key, &fields);
     let payload = payload(cx, &fields);
+    let rt_threshold = match container.rt_threshold {
+        Setting::Valid((lit, millis)) => {
+            if container.realtime.is_empty() && !container.realtime_invalid {
+                cx.error_spanned_by(
+                    &lit,
+                    "`procon(rt_threshold)` has no effect without a realtime builder; \
+                     help: add `#[procon(realtime = builder_fn)]` or remove it",
+                );
+                return None;
+            }
+            Some(Some(millis))
+        }
+        Setting::Invalid => None,
+        Setting::Missing => Some(None),
+    };
     Some(Model {
         ident: &input.ident,
         generics: &input.generics,
@@ -41,6 +56,8 @@ pub(super) fn check<'a>(
         topic: topic?,
         key: key?,
         payload: payload?,
+        realtime: container.realtime,
+        rt_threshold: rt_threshold?,
     })
 }
 

@@ -88,6 +88,8 @@ pub(crate) struct Incoming<'a> {
     pub(crate) event_header: Option<&'a str>,
     /// The `procon-event-id` header, if any.
     pub(crate) event_id_header: Option<&'a str>,
+    /// The `traceparent` header (W3C trace context of the emitter), if any.
+    pub(crate) traceparent_header: Option<&'a str>,
     pub(crate) payload: &'a [u8],
 }
 
@@ -253,6 +255,18 @@ pub(crate) fn apply_batch(
             let applied = match item.registration {
                 _ if !fresh => Applied::Duplicate,
                 Some(registration) => {
+                    // The handler runs in a span whose parent is the emitter's span, when the
+                    // message carries its trace context.
+                    let span = tracing::info_span!(
+                        "procon.handle",
+                        event = %item.event,
+                        handler = registration.name,
+                        topic = %coordinates.topic,
+                        partition = coordinates.partition,
+                        offset = coordinates.offset,
+                    );
+                    crate::trace::set_parent(&span, item.message.traceparent_header);
+                    let _entered = span.enter();
                     let mut ctx = HandlerContext::new(conn, group, coordinates);
                     registration
                         .dispatch(&mut ctx, item.message.payload, coordinates.clone())

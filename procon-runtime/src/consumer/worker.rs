@@ -434,6 +434,7 @@ fn incoming<'m>(message: &'m BorrowedMessage<'_>) -> Incoming<'m> {
         },
         event_header: header(headers::EVENT_NAME),
         event_id_header: header(headers::EVENT_ID),
+        traceparent_header: header(headers::TRACEPARENT),
         payload: message.payload().unwrap_or_default(),
     }
 }

@@ -3,12 +3,13 @@
 use chrono::Utc;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::pg::PgConnection;
-use diesel::sql_types::{Text, Uuid as SqlUuid};
+use diesel::sql_types::{Nullable, Text, Uuid as SqlUuid};
 use diesel::RunQueryDsl;
 use uuid::Uuid;
 
 use super::model::{Outbox, Payload};
 use crate::event::{EventKind, Metadata, SCHEMA_VERSION};
+use crate::realtime::{self, Change, RealtimeRecord};
 
 /// The PostgreSQL channel an emitting transaction notifies on commit; the relay listens on it.
 pub const NOTIFY_CHANNEL: &str = "procon_outbox";
@@ -18,8 +19,8 @@ pub const NOTIFY_CHANNEL: &str = "procon_outbox";
 ///   are assigned in commit order;
 /// - queues the relay's wake-up, which PostgreSQL delivers only if the transaction commits.
 const INSERT_EVENT: &str = "\
-INSERT INTO procon_outbox (event_id, topic, message_key, event_name, entity, payload) \
-SELECT $1, $2, $3, $4, $5, $6::jsonb \
+INSERT INTO procon_outbox (event_id, topic, message_key, event_name, entity, payload, traceparent) \
+SELECT $1, $2, $3, $4, $5, $6::jsonb, $7 \
 FROM (SELECT pg_advisory_xact_lock(hashtextextended($2 || '\u{1f}' || $3, 0)), \
              pg_notify('procon_outbox', '')) AS procon_guard";
 
@@ -163,6 +164,7 @@ impl<'a, T: Outbox> OutboxEvent<'a, T> {
         let topic = self.subject.topic();
         let key = self.subject.key();
         let event_id = Uuid::now_v7();
+        let traceparent = crate::trace::current_traceparent();
         let envelope = EnvelopeRef {
             schema_version: SCHEMA_VERSION,
             event_id,
@@ -174,6 +176,7 @@ impl<'a, T: Outbox> OutboxEvent<'a, T> {
             before: self.before.map(Payload),
             after: self.after.map(Payload),
             metadata: &self.metadata,
+            traceparent: traceparent.as_deref(),
         };
         let payload = serde_json::to_string(&envelope).map_err(|source| EmitError::Serialize {
             event: event.clone(),
@@ -186,8 +189,24 @@ impl<'a, T: Outbox> OutboxEvent<'a, T> {
             .bind::<Text, _>(&event)
             .bind::<Text, _>(T::ENTITY)
             .bind::<Text, _>(&payload)
+            .bind::<Nullable<Text>, _>(traceparent.as_deref())
             .execute(conn)
-            .map_err(|source| classify(event, source))?;
+            .map_err(|source| classify(event.clone(), source))?;
+        let change = Change::new(
+            event_id,
+            &event,
+            self.kind,
+            self.before,
+            self.after,
+            &self.metadata,
+            self.subject,
+        );
+        let notifications: Vec<RealtimeRecord> = T::realtime(&change)
+            .into_iter()
+            .map(|m| RealtimeRecord::new(m, Some((event_id, &event)), traceparent.clone()))
+            .collect();
+        realtime::insert_all(conn, &notifications)
+            .map_err(|source| EmitError::Database { event, source })?;
         Ok(event_id)
     }
 }
@@ -219,6 +238,8 @@ struct EnvelopeRef<'a, T: Outbox> {
     before: Option<Payload<'a, T>>,
     after: Option<Payload<'a, T>>,
     metadata: &'a Metadata,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<&'a str>,
 }
 
 /// Shortcuts on every [`Outbox`] model: `account.emit_created(conn)?`.

@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 
+use crate::realtime::{Change, Realtime};
+
 /// A model whose changes are published as events through the transactional outbox.
 ///
 /// `#[derive(Outbox)]` writes this impl from `#[procon(...)]` attributes; writing it by hand
@@ -43,6 +45,17 @@ pub trait Outbox {
 
     /// Writes the event payload (the `before` / `after` objects of the envelope).
     fn serialize_payload<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error>;
+
+    /// Realtime notifications for a change of this entity, written to the outbox with the event
+    /// (so they exist only if it commits). `#[procon(realtime = builder)]` fills this in from
+    /// builder functions. Default: none.
+    fn realtime(change: &Change<'_, Self>) -> Vec<Realtime>
+    where
+        Self: Sized,
+    {
+        let _ = change;
+        Vec::new()
+    }
 }
 
 /// Serializes a model through [`Outbox::serialize_payload`] instead of its own `Serialize` impl.

@@ -1,7 +1,8 @@
 //! The relay: publishes outbox rows to Kafka, then deletes them.
 //!
 //! Job: move every committed `procon_outbox` row to its topic, at least once, in order per key,
-//! with the event-id header, as soon as its transaction commits.
+//! with the event-id header, as soon as its transaction commits; and publish realtime
+//! notifications (`procon_realtime`) throttled per channel (see [`crate::realtime`]).
 //!
 //! Invariants and what a crash can do:
 //! - A row is deleted only after the broker acknowledged it (idempotent producer, `acks=all`).
@@ -21,17 +22,20 @@
 
 mod order;
 mod publisher;
+mod realtime;
 mod source;
 
 pub(crate) use source::connection_config;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{watch, Notify};
 
 use crate::backoff::Backoff;
 use crate::config::{redact, Config};
 use crate::kafka::Producer;
+use realtime::RealtimeRelay;
 use source::{OutboxSource, SourceError};
 
 /// A running relay's inputs.
@@ -134,6 +138,7 @@ impl Relay {
             Ok(backlog) => tracing::info!(backlog, "relay active"),
             Err(error) => return SessionEnd::Failed(error),
         }
+        let mut realtime = RealtimeRelay::new(relay);
         loop {
             if *shutdown.borrow() {
                 return SessionEnd::Shutdown;
@@ -142,10 +147,22 @@ impl Relay {
                 Ok(rows) => rows,
                 Err(error) => return SessionEnd::Failed(error),
             };
+            let realtime_due = match realtime
+                .round(source, &self.producer, relay, shutdown)
+                .await
+            {
+                Ok(due) => due,
+                Err(error) => return SessionEnd::Failed(error),
+            };
             if rows.is_empty() {
+                // Sleep until woken, the next poll, or the end of a held notification's window.
+                let mut nap = relay.poll_interval;
+                if let Some(due) = realtime_due {
+                    nap = nap.min(due.saturating_duration_since(Instant::now()));
+                }
                 tokio::select! {
                     _ = wake.notified() => {}
-                    _ = tokio::time::sleep(relay.poll_interval) => {}
+                    _ = tokio::time::sleep(nap) => {}
                     _ = shutdown.changed() => {}
                 }
                 if source.is_closed() {

@@ -51,6 +51,7 @@ mod tests {
             event_name: "x.created".into(),
             entity: "x".into(),
             payload: "{}".into(),
+            traceparent: None,
         }
     }
 

@@ -117,7 +117,7 @@ pub(crate) async fn publish(
 }
 
 fn event_headers(row: &OutboxRow) -> OwnedHeaders {
-    OwnedHeaders::new_with_capacity(4)
+    let set = OwnedHeaders::new_with_capacity(5)
         .insert(Header {
             key: headers::EVENT_ID,
             value: Some(row.event_id.as_str()),
@@ -127,11 +127,22 @@ fn event_headers(row: &OutboxRow) -> OwnedHeaders {
             value: Some(row.event_name.as_str()),
         })
         .insert(Header {
-            key: headers::ENTITY,
-            value: Some(row.entity.as_str()),
-        })
-        .insert(Header {
             key: headers::CONTENT_TYPE,
             value: Some(JSON_CONTENT_TYPE),
-        })
+        });
+    // Realtime notifications belong to no entity.
+    let set = match row.entity.as_str() {
+        "" => set,
+        entity => set.insert(Header {
+            key: headers::ENTITY,
+            value: Some(entity),
+        }),
+    };
+    match &row.traceparent {
+        Some(traceparent) => set.insert(Header {
+            key: headers::TRACEPARENT,
+            value: Some(traceparent.as_str()),
+        }),
+        None => set,
+    }
 }

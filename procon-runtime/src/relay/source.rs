@@ -20,6 +20,18 @@ pub(crate) struct OutboxRow {
     pub(crate) event_name: String,
     pub(crate) entity: String,
     pub(crate) payload: String,
+    pub(crate) traceparent: Option<String>,
+}
+
+/// The newest pending realtime notification of one channel.
+#[derive(Debug, Clone)]
+pub(crate) struct RealtimeRow {
+    pub(crate) id: i64,
+    pub(crate) message_id: String,
+    pub(crate) channel: String,
+    pub(crate) threshold_ms: Option<i32>,
+    pub(crate) payload: String,
+    pub(crate) traceparent: Option<String>,
 }
 
 /// A database failure of the relay, with what it was doing.
@@ -101,7 +113,8 @@ impl OutboxSource {
         let rows = self
             .client
             .query(
-                "SELECT id, event_id::text, topic, message_key, event_name, entity, payload::text \
+                "SELECT id, event_id::text, topic, message_key, event_name, entity, payload::text, \
+                        traceparent \
                  FROM procon_outbox ORDER BY id LIMIT $1",
                 &[&i64::from(limit)],
             )
@@ -117,8 +130,56 @@ impl OutboxSource {
                 event_name: row.get(4),
                 entity: row.get(5),
                 payload: row.get(6),
+                traceparent: row.get(7),
             })
             .collect())
+    }
+
+    /// Reads the newest pending notification of up to `limit` channels.
+    pub(crate) async fn fetch_realtime(&self, limit: u32) -> Result<Vec<RealtimeRow>, SourceError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT DISTINCT ON (channel) id, message_id::text, channel, threshold_ms, \
+                        payload::text, traceparent \
+                 FROM procon_realtime ORDER BY channel, id DESC LIMIT $1",
+                &[&i64::from(limit)],
+            )
+            .await
+            .map_err(fail("read the realtime notifications"))?;
+        Ok(rows
+            .iter()
+            .map(|row| RealtimeRow {
+                id: row.get(0),
+                message_id: row.get(1),
+                channel: row.get(2),
+                threshold_ms: row.get(3),
+                payload: row.get(4),
+                traceparent: row.get(5),
+            })
+            .collect())
+    }
+
+    /// Deletes, per published notification, every row of its channel up to it (the older ones
+    /// were coalesced into it).
+    pub(crate) async fn delete_realtime(
+        &self,
+        published: &[(String, i64)],
+    ) -> Result<(), SourceError> {
+        if published.is_empty() {
+            return Ok(());
+        }
+        let channels: Vec<&str> = published.iter().map(|(c, _)| c.as_str()).collect();
+        let ids: Vec<i64> = published.iter().map(|(_, id)| *id).collect();
+        self.client
+            .execute(
+                "DELETE FROM procon_realtime r USING unnest($1::text[], $2::bigint[]) AS p(channel, id) \
+                 WHERE r.channel = p.channel AND r.id <= p.id",
+                &[&channels, &ids],
+            )
+            .await
+            .map_err(fail("delete published realtime notifications"))?;
+        Ok(())
     }
 
     /// Deletes delivered rows.

@@ -1,0 +1,2 @@
+DROP TABLE procon_realtime;
+ALTER TABLE procon_outbox DROP COLUMN traceparent;
