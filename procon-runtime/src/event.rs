@@ -17,7 +17,9 @@
 //! }
 //! ```
 //!
-//! `before` is `null` for `created` events and `after` is `null` for `deleted` events.
+//! `before` is `null` for `created` events and `after` is `null` for `deleted` events. An
+//! optional `traceparent` carries the emitter's W3C trace context. The full specification (every
+//! field, the headers, the versioning rules) is `docs/ENVELOPE.md` in the repository.
 
 use std::collections::BTreeMap;
 use std::fmt;
