@@ -59,8 +59,13 @@ pub struct ConsumerConfig {
     /// Also commit applied positions to Kafka (as a hint for tools; positions are read from
     /// PostgreSQL). Default `true`.
     pub commit_hints: bool,
-    /// Retry delays after a failed event or an unreachable database.
+    /// Retry delays while the database is unreachable (retried without limit).
     pub backoff: BackoffConfig,
+    /// What happens when applying an event fails (handler error, undecodable payload, unknown
+    /// event with `unknown_events = Stop`): retries, then stop / dead letter / error event.
+    pub failure: FailurePolicy,
+    /// Per-topic policies, by the topic name handlers use; topics not listed use `failure`.
+    pub failure_by_topic: BTreeMap<String, FailurePolicy>,
     /// Most messages of one partition applied in one transaction. 1 applies each message in a
     /// transaction of its own. Default 100. A failing batch is rolled back and applied again
     /// one message at a time, so a failure still stops exactly at the failing message.
@@ -82,7 +87,66 @@ impl Default for ConsumerConfig {
                 max: Duration::from_secs(30),
             },
             batch_size: 100,
+            failure: FailurePolicy::default(),
+            failure_by_topic: BTreeMap::new(),
         }
+    }
+}
+
+/// How an event that cannot be applied is retried, and what happens after the last attempt.
+/// Database outages are not counted: they are retried until the database is back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailurePolicy {
+    /// Attempts in all (the first one included) before `exhausted` applies. Default 10.
+    pub max_attempts: u32,
+    /// Delays between attempts: doubling from `initial` to `max`, each ±25% jitter. The
+    /// partition is paused meanwhile (no busy loop, no rebalance). Default 200 ms to 30 s.
+    pub backoff: BackoffConfig,
+    /// What happens after the last attempt. Default [`Exhausted::Stop`].
+    pub exhausted: Exhausted,
+}
+
+impl Default for FailurePolicy {
+    fn default() -> Self {
+        FailurePolicy {
+            max_attempts: 10,
+            backoff: BackoffConfig {
+                initial: Duration::from_millis(200),
+                max: Duration::from_secs(30),
+            },
+            exhausted: Exhausted::Stop,
+        }
+    }
+}
+
+/// What the consumer does with an event whose attempts are exhausted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Exhausted {
+    /// The partition stops on the event: a `procon_stopped_partitions` row records it, and the
+    /// partition stays paused (across restarts) until `resume_partition` / `procon resume`.
+    /// Everything behind the event in its partition waits: nothing is skipped silently.
+    #[default]
+    Stop,
+    /// The message (original bytes and headers, plus error, attempts and coordinates headers)
+    /// is written to the outbox for the dead-letter topic, in the transaction that records the
+    /// event as consumed; processing continues. `None`: `<topic>.dlq`.
+    DeadLetter {
+        /// The dead-letter topic.
+        topic: Option<String>,
+    },
+    /// An `event.error.<event name>` event (payload: [`crate::consumer::FailedEvent`]) is
+    /// written to the outbox in the transaction that records the event as consumed;
+    /// processing continues. `None`: `<topic>.errors`.
+    ErrorEvent {
+        /// The topic of error events.
+        topic: Option<String>,
+    },
+}
+
+impl ConsumerConfig {
+    /// The failure policy of a topic, by the name handlers use.
+    pub fn failure_policy(&self, topic: &str) -> &FailurePolicy {
+        self.failure_by_topic.get(topic).unwrap_or(&self.failure)
     }
 }
 
@@ -217,6 +281,8 @@ impl Config {
     /// | `PROCON_CONSUMER_UNKNOWN_EVENTS` | `ignore` (default) or `stop` |
     /// | `PROCON_CONSUMER_DEDUP_RETENTION_S` | how long applied event ids are kept, default 604800 |
     /// | `PROCON_CONSUMER_BATCH_SIZE` | most messages per transaction, default 100 |
+    /// | `PROCON_CONSUMER_MAX_ATTEMPTS` | attempts before the failure policy applies, default 10 |
+    /// | `PROCON_CONSUMER_ON_FAILURE` | `stop` (default), `dead_letter` or `error_event` |
     /// | `PROCON_CONSUMER_COMMIT_HINTS` | also commit positions to Kafka, default `true` |
     /// | `PROCON_KAFKA_<OPTION>` | librdkafka option, `_` read as `.`: `PROCON_KAFKA_LINGER_MS=5` |
     /// | `PROCON_CONSUMER_KAFKA_<OPTION>` | librdkafka option for the consumer only |
@@ -293,6 +359,23 @@ impl Config {
         }
         if let Some(v) = vars.get("PROCON_CONSUMER_BATCH_SIZE") {
             consumer.batch_size = parse("PROCON_CONSUMER_BATCH_SIZE", v)?;
+        }
+        if let Some(v) = vars.get("PROCON_CONSUMER_MAX_ATTEMPTS") {
+            consumer.failure.max_attempts = parse("PROCON_CONSUMER_MAX_ATTEMPTS", v)?;
+        }
+        if let Some(v) = vars.get("PROCON_CONSUMER_ON_FAILURE") {
+            consumer.failure.exhausted = match v.trim() {
+                "stop" => Exhausted::Stop,
+                "dead_letter" => Exhausted::DeadLetter { topic: None },
+                "error_event" => Exhausted::ErrorEvent { topic: None },
+                _ => {
+                    return Err(invalid(
+                        "PROCON_CONSUMER_ON_FAILURE",
+                        v,
+                        "expected `stop`, `dead_letter` or `error_event`",
+                    ))
+                }
+            };
         }
         if let Some(v) = vars.get("PROCON_CONSUMER_COMMIT_HINTS") {
             consumer.commit_hints = parse("PROCON_CONSUMER_COMMIT_HINTS", v)?;
@@ -381,6 +464,20 @@ impl Config {
                 "0",
                 "must be positive: redelivered events are recognised only within it",
             ));
+        }
+        for (topic, policy) in std::iter::once(("(default)", &self.consumer.failure)).chain(
+            self.consumer
+                .failure_by_topic
+                .iter()
+                .map(|(t, p)| (t.as_str(), p)),
+        ) {
+            if policy.max_attempts == 0 {
+                return Err(invalid(
+                    "consumer.failure.max_attempts",
+                    "0",
+                    &format!("topic {topic}: at least one attempt is needed"),
+                ));
+            }
         }
         if self.consumer.batch_size == 0 {
             return Err(invalid("consumer.batch_size", "0", "must be at least 1"));
@@ -490,6 +587,43 @@ mod tests {
             Some("2000")
         );
         assert_eq!(config.consumer.unknown_events, UnknownEvents::Stop);
+    }
+
+    #[test]
+    fn failure_policy_comes_from_the_environment_and_bad_values_are_named() {
+        let mut vars = base();
+        vars.push(("PROCON_CONSUMER_ON_FAILURE", "dead_letter"));
+        vars.push(("PROCON_CONSUMER_MAX_ATTEMPTS", "4"));
+        let config = Config::from_vars(vars).unwrap();
+        assert_eq!(config.consumer.failure.max_attempts, 4);
+        assert_eq!(
+            config.consumer.failure.exhausted,
+            Exhausted::DeadLetter { topic: None }
+        );
+        let mut vars = base();
+        vars.push(("PROCON_CONSUMER_ON_FAILURE", "ignore"));
+        let err = Config::from_vars(vars).unwrap_err().to_string();
+        assert!(
+            err.contains("PROCON_CONSUMER_ON_FAILURE") && err.contains("ignore"),
+            "{err}"
+        );
+        let mut vars = base();
+        vars.push(("PROCON_CONSUMER_MAX_ATTEMPTS", "0"));
+        let err = Config::from_vars(vars).unwrap_err().to_string();
+        assert!(err.contains("max_attempts"), "{err}");
+    }
+
+    #[test]
+    fn realtime_settings_come_from_the_environment() {
+        let mut vars = base();
+        vars.push(("PROCON_RELAY_REALTIME_TOPIC", "ui"));
+        vars.push(("PROCON_RELAY_REALTIME_THRESHOLD_MS", "250"));
+        let config = Config::from_vars(vars).unwrap();
+        assert_eq!(config.relay.realtime_topic, "ui");
+        assert_eq!(config.relay.realtime_threshold, Duration::from_millis(250));
+        let mut vars = base();
+        vars.push(("PROCON_RELAY_REALTIME_TOPIC", " "));
+        assert!(Config::from_vars(vars).is_err());
     }
 
     #[test]

@@ -33,7 +33,9 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{Config, ConfigError, ConsumerConfig, RelayConfig, UnknownEvents};
+pub use config::{
+    Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy, RelayConfig, UnknownEvents,
+};
 
 /// Why [`start`] refused to start. Nothing was started.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,9 @@
 pub use procon_derive::event_handler;
 #[doc(inline)]
 pub use procon_derive::Outbox;
-pub use procon_runtime::consumer::Stall;
+pub use procon_runtime::consumer::{
+    resume_partition, stopped_partitions, FailedEvent, Resume, Stall, StoppedPartition,
+};
 pub use procon_runtime::consumer::{
     Coordinates, Event, EventHandler, HandlerContext, HandlerError,
 };
@@ -23,8 +25,8 @@ pub use procon_runtime::realtime::{Change, Realtime, RealtimeError};
 pub use procon_runtime::register_handler;
 pub use procon_runtime::store::{migrate, MigrationError};
 pub use procon_runtime::{
-    config, start, Config, ConfigError, ConsumerConfig, RelayConfig, Runtime, RuntimeError,
-    StartError, UnknownEvents,
+    config, start, Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy, RelayConfig,
+    Runtime, RuntimeError, StartError, UnknownEvents,
 };
 
 /// The runtime crate, for what the facade does not re-export.

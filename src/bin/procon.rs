@@ -2,7 +2,9 @@
 //!
 //! - `procon migrate`: apply procon's migrations to the database;
 //! - `procon relay`: run the outbox relay until SIGINT / SIGTERM;
-//! - `procon status`: how many events wait in the outbox, and the oldest one's age.
+//! - `procon status`: how many events wait in the outbox, and the oldest one's age;
+//! - `procon stopped`: partitions stopped on a failed event;
+//! - `procon resume <topic> <partition> [--skip]`: resume a stopped partition.
 //!
 //! Settings come from the environment (see `procon::Config::from_vars`), e.g.
 //! `PROCON_DATABASE_URL=postgres://postgres@127.0.0.1/app PROCON_BROKERS=127.0.0.1:9092 procon relay`.
@@ -34,6 +36,31 @@ enum Command {
         /// PostgreSQL URL; defaults to PROCON_DATABASE_URL, then DATABASE_URL.
         #[arg(long, env = "PROCON_DATABASE_URL")]
         database_url: Option<String>,
+    },
+    /// List partitions stopped on an event that failed every attempt.
+    Stopped {
+        /// PostgreSQL URL; defaults to PROCON_DATABASE_URL, then DATABASE_URL.
+        #[arg(long, env = "PROCON_DATABASE_URL")]
+        database_url: Option<String>,
+        /// Only this consumer group (service name).
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Resume a stopped partition: retry the failed event, or skip it with --skip.
+    Resume {
+        /// PostgreSQL URL; defaults to PROCON_DATABASE_URL, then DATABASE_URL.
+        #[arg(long, env = "PROCON_DATABASE_URL")]
+        database_url: Option<String>,
+        /// The consumer group (service name).
+        #[arg(long, env = "PROCON_SERVICE_NAME")]
+        group: String,
+        /// The topic, as consumed.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// Record the failed event as consumed without applying it.
+        #[arg(long)]
+        skip: bool,
     },
 }
 
@@ -101,6 +128,61 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             match backlog.oldest_age_s {
                 Some(age) => println!("{} events waiting, oldest {age:.1} s old", backlog.waiting),
                 None => println!("outbox empty"),
+            }
+            Ok(())
+        }
+        Command::Stopped {
+            database_url,
+            group,
+        } => {
+            let mut conn = connect(database_url)?;
+            let stopped = procon::stopped_partitions(&mut conn, group.as_deref())?;
+            if stopped.is_empty() {
+                println!("no stopped partition");
+            }
+            for s in stopped {
+                println!(
+                    "{} {}[{}]@{} event {} ({}) after {} attempts since {}: {}",
+                    s.group_id,
+                    s.topic,
+                    s.partition,
+                    s.offset,
+                    s.event.as_deref().unwrap_or("?"),
+                    s.event_id
+                        .map_or_else(|| "no id".to_owned(), |id| id.to_string()),
+                    s.attempts,
+                    s.stopped_at,
+                    s.error
+                );
+            }
+            Ok(())
+        }
+        Command::Resume {
+            database_url,
+            group,
+            topic,
+            partition,
+            skip,
+        } => {
+            let mut conn = connect(database_url)?;
+            let how = if skip {
+                procon::Resume::Skip
+            } else {
+                procon::Resume::Retry
+            };
+            match procon::resume_partition(&mut conn, &group, &topic, partition, how)? {
+                Some(s) if skip => {
+                    println!("resumed {topic}[{partition}]: offset {} skipped", s.offset)
+                }
+                Some(s) => println!(
+                    "resumed {topic}[{partition}]: offset {} will be retried",
+                    s.offset
+                ),
+                None => {
+                    return Err(
+                        format!("{group} has no stopped partition {topic}[{partition}]").into(),
+                    )
+                }
             }
             Ok(())
         }

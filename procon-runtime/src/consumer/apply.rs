@@ -75,6 +75,18 @@ impl Registry {
         self.handlers.is_empty()
     }
 
+    /// The failure policy of a physical topic (configured by the name handlers use).
+    pub(crate) fn failure_policy<'c>(
+        &self,
+        config: &'c crate::config::ConsumerConfig,
+        physical_topic: &str,
+    ) -> &'c crate::config::FailurePolicy {
+        match self.logical.get(physical_topic) {
+            Some(logical) => config.failure_policy(logical),
+            None => &config.failure,
+        }
+    }
+
     fn handler(&self, physical_topic: &str, event: &str) -> Option<&Registration> {
         let logical = self.logical.get(physical_topic)?;
         self.handlers.get(logical)?.get(event)
@@ -288,6 +300,16 @@ pub(crate) fn apply_batch(
         }
         Ok(outcomes)
     })
+}
+
+impl ApplyError {
+    /// The event name, when the error knows it.
+    pub(crate) fn event(&self) -> Option<&str> {
+        match self {
+            ApplyError::Dispatch { event, .. } | ApplyError::Unknown { event, .. } => Some(event),
+            ApplyError::Unidentified { .. } | ApplyError::Database { .. } => None,
+        }
+    }
 }
 
 impl From<diesel::result::Error> for ApplyError {

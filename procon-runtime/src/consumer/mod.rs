@@ -16,12 +16,19 @@
 //!   undecodable payload, database down) pauses its partition; after a backoff the consumer
 //!   seeks back to it and retries. Nothing after it is applied first, nothing is skipped, and
 //!   the loop keeps polling, so a long wait neither busy-loops nor triggers a rebalance.
+//! - After `max_attempts` counted failures (database outages are not counted) the topic's
+//!   failure policy settles the message: `stop` records a stopped partition, which stays paused
+//!   in every member and across restarts until resumed; `dead letter` / `error event` write an
+//!   outbox row in the same transaction that records the message as consumed and moves the
+//!   position past it, so a crash leaves either the message to retry or the settlement done.
 //! - Two members that both think they own a partition (a zombie after a rebalance) serialize
 //!   on the position row lock; the second sees the first one's progress and skips.
 
 mod apply;
+mod exhausted;
 mod handler;
 mod positions;
+mod stopped;
 mod store;
 mod worker;
 
@@ -31,10 +38,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 pub use apply::DuplicateHandler;
+pub use exhausted::FailedEvent;
 pub use handler::{
     registered_handlers, Coordinates, Event, EventHandler, HandlerContext, HandlerError,
     HandlerEventArg, Registration,
 };
+pub use stopped::{resume_partition, stopped_partitions, Resume, StoppedPartition};
 pub use worker::Stall;
 
 use crate::config::Config;

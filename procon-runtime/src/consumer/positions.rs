@@ -13,6 +13,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::stopped::stopped_of_topic;
 use super::store;
 use crate::kafka::TracingContext;
 
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) revoked: Vec<Partition>,
     /// The partitions this member owns now.
     pub(crate) assigned: std::collections::BTreeSet<Partition>,
+    /// Assigned partitions stopped by the `stop` failure policy: paused until resumed.
+    pub(crate) stopped: HashSet<Partition>,
 }
 
 /// The consumer's librdkafka context: logs to `tracing` and positions assigned partitions.
@@ -70,7 +73,15 @@ impl ConsumerContext for PositionContext {
                     for mut element in assignment.elements_for_topic(&topic) {
                         let partition = (topic.clone(), element.partition());
                         let offset = match &stored {
-                            Ok(positions) => {
+                            Ok((positions, stopped)) => {
+                                if stopped.contains(&partition.1) {
+                                    tracing::warn!(
+                                        topic = partition.0,
+                                        partition = partition.1,
+                                        "partition is stopped on a failed event; it stays paused until resumed"
+                                    );
+                                    shared.stopped.insert(partition.clone());
+                                }
                                 match positions.iter().find(|(p, _)| *p == partition.1) {
                                     Some((_, next)) if *next >= 0 => Offset::Offset(*next),
                                     _ => Offset::Beginning,
@@ -110,6 +121,7 @@ impl ConsumerContext for PositionContext {
                         "partition revoked"
                     );
                     shared.unpositioned.remove(&partition);
+                    shared.stopped.remove(&partition);
                     shared.assigned.remove(&partition);
                     shared.revoked.push(partition);
                 }
@@ -129,16 +141,17 @@ impl ConsumerContext for PositionContext {
             let mut flowing = TopicPartitionList::new();
             for element in assignment.elements() {
                 let partition = (element.topic().to_owned(), element.partition());
-                if !shared.unpositioned.contains(&partition) {
+                if !shared.unpositioned.contains(&partition) && !shared.stopped.contains(&partition)
+                {
                     flowing.add_partition(&partition.0, partition.1);
                 }
             }
             if let Err(error) = consumer.resume(&flowing) {
                 tracing::warn!(%error, "could not resume newly assigned partitions");
             }
-            if !shared.unpositioned.is_empty() {
+            if !shared.unpositioned.is_empty() || !shared.stopped.is_empty() {
                 let mut hold = TopicPartitionList::new();
-                for (topic, partition) in &shared.unpositioned {
+                for (topic, partition) in shared.unpositioned.iter().chain(&shared.stopped) {
                     hold.add_partition(topic, *partition);
                 }
                 if let Err(error) = consumer.pause(&hold) {
@@ -150,13 +163,21 @@ impl ConsumerContext for PositionContext {
 }
 
 impl PositionContext {
-    fn read_positions(&self, shared: &mut Shared, topic: &str) -> Result<Vec<(i32, i64)>, String> {
+    /// The stored positions of `topic`'s partitions, and which of them are stopped.
+    #[allow(clippy::type_complexity)]
+    fn read_positions(
+        &self,
+        shared: &mut Shared,
+        topic: &str,
+    ) -> Result<(Vec<(i32, i64)>, Vec<i32>), String> {
         if shared.conn.is_none() {
             shared.conn =
                 Some(PgConnection::establish(&self.database_url).map_err(|e| e.to_string())?);
         }
         let conn = shared.conn.as_mut().ok_or("no connection")?;
-        store::positions(conn, &self.group, topic).map_err(|e| {
+        let read = store::positions(conn, &self.group, topic)
+            .and_then(|positions| Ok((positions, stopped_of_topic(conn, &self.group, topic)?)));
+        read.map_err(|e| {
             shared.conn = None;
             e.to_string()
         })
@@ -169,7 +190,10 @@ impl PositionContext {
         shared: &mut Shared,
         partition: &Partition,
     ) -> Result<Offset, String> {
-        let positions = self.read_positions(shared, &partition.0)?;
+        let (positions, stopped) = self.read_positions(shared, &partition.0)?;
+        if stopped.contains(&partition.1) {
+            shared.stopped.insert(partition.clone());
+        }
         Ok(match positions.iter().find(|(p, _)| *p == partition.1) {
             Some((_, next)) if *next >= 0 => Offset::Offset(*next),
             _ => Offset::Beginning,

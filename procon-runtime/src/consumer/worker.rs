@@ -13,20 +13,27 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::apply::{apply_batch, Applied, ApplyError, Incoming, Registry};
+use super::exhausted::{settle, Failed, Settled};
 use super::handler::Coordinates;
 use super::positions::{Partition, PositionContext, Shared};
+use super::stopped::stopped_of_topic;
 use super::store;
 use crate::backoff::Backoff;
-use crate::config::ConsumerConfig;
+use crate::config::{ConsumerConfig, Exhausted};
 use crate::event::headers;
 
 /// How long one `poll` waits; also the period of the loop's housekeeping.
 const POLL: Duration = Duration::from_millis(100);
 
+/// How often stopped partitions are checked for having been resumed by an operator.
+const STOPPED_CHECK: Duration = Duration::from_secs(1);
+
 /// A partition whose message at `offset` failed and waits to be retried.
 struct Retry {
     offset: i64,
     attempt: u32,
+    /// Failed attempts that count toward the policy's `max_attempts` (database outages don't).
+    failures: u32,
     backoff: Backoff,
     resume_at: Instant,
     /// Seeked back to `offset` and resumed: the next message of the partition is the retry.
@@ -55,6 +62,8 @@ pub struct Stall {
     pub error: String,
     /// When the first attempt failed.
     pub since: std::time::SystemTime,
+    /// The attempts are exhausted and the partition is stopped (policy `stop`) until resumed.
+    pub stopped: bool,
 }
 
 /// The stalls of one consumer, readable from the runtime.
@@ -67,6 +76,7 @@ impl Worker {
         let mut position_backoff = Backoff::new(self.config.backoff);
         let mut next_position_try = Instant::now();
         let mut next_cleanup = Instant::now() + self.config.cleanup_interval;
+        let mut next_stopped_check = Instant::now() + STOPPED_CHECK;
         tracing::info!(group = self.group, topics = ?self.registry.topics(), "consumer started");
         while !stop.load(Ordering::Relaxed) {
             let batch = self.poll_batch();
@@ -75,6 +85,7 @@ impl Worker {
                 let batchable = messages.len() > 1
                     && !retries.contains_key(&partition)
                     && !self.is_held(&partition);
+                // (held covers stopped partitions too)
                 if batchable && self.apply_run(&partition, &messages) {
                     continue;
                 }
@@ -92,6 +103,10 @@ impl Worker {
                 } else {
                     next_position_try = Instant::now() + position_backoff.next_delay();
                 }
+            }
+            if Instant::now() >= next_stopped_check {
+                self.resume_released_partitions();
+                next_stopped_check = Instant::now() + STOPPED_CHECK;
             }
             if Instant::now() >= next_cleanup {
                 self.forget_old_events();
@@ -121,7 +136,8 @@ impl Worker {
     }
 
     fn is_held(&self, partition: &Partition) -> bool {
-        self.shared().unpositioned.contains(partition)
+        let shared = self.shared();
+        shared.unpositioned.contains(partition) || shared.stopped.contains(partition)
     }
 
     /// Applies consecutive messages of one partition in one transaction; false if it failed
@@ -180,7 +196,7 @@ impl Worker {
     /// again after the seek).
     fn handle(&self, message: &BorrowedMessage<'_>, retries: &mut HashMap<Partition, Retry>) {
         let partition = (message.topic().to_owned(), message.partition());
-        if self.shared().unpositioned.contains(&partition) {
+        if self.is_held(&partition) {
             return;
         }
         if let Some(retry) = retries.get_mut(&partition) {
@@ -230,8 +246,153 @@ impl Worker {
                             .store_offset(&partition.0, partition.1, message.offset() + 1);
                 }
             }
-            Err(error) => self.schedule_retry(partition, message.offset(), error, retries),
+            Err(error) => {
+                let counted = !matches!(error, ApplyError::Database { .. });
+                let policy = self.registry.failure_policy(&self.config, &partition.0);
+                let failures = self.schedule_retry(
+                    partition.clone(),
+                    message.offset(),
+                    error.to_string(),
+                    counted,
+                    retries,
+                );
+                if counted && failures >= policy.max_attempts {
+                    let exhausted = policy.exhausted.clone();
+                    self.exhaust(message, &incoming, &error, failures, &exhausted, retries);
+                }
+            }
         }
+    }
+
+    /// Applies the policy's last resort to a message that failed every attempt.
+    fn exhaust(
+        &self,
+        message: &BorrowedMessage<'_>,
+        incoming: &Incoming<'_>,
+        error: &ApplyError,
+        failures: u32,
+        policy: &Exhausted,
+        retries: &mut HashMap<Partition, Retry>,
+    ) {
+        let partition = (message.topic().to_owned(), message.partition());
+        let at = &incoming.coordinates;
+        let identity = identity_of(incoming, error);
+        let failed = Failed {
+            group: &self.group,
+            message: incoming,
+            key: message.key(),
+            headers: all_headers(message),
+            event: identity.0,
+            event_id: identity.1,
+            error: error.to_string(),
+            attempts: failures,
+        };
+        let mut shared = self.shared();
+        let Some(conn) = connection(&mut shared, &self.database_url) else {
+            return; // retried later like any database outage
+        };
+        match settle(conn, policy, &failed) {
+            Ok(Settled::Stopped) => {
+                shared.stopped.insert(partition.clone());
+                drop(shared);
+                retries.remove(&partition);
+                if let Some(stall) = self
+                    .stalls
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(&partition)
+                {
+                    stall.stopped = true;
+                }
+                self.pause(&partition);
+                tracing::error!(
+                    %at, attempts = failures, error = %failed.error,
+                    "event failed every attempt: partition STOPPED (recorded in procon_stopped_partitions); \
+                     resume it with `procon resume` or `resume_partition`"
+                );
+            }
+            Ok(settled) => {
+                drop(shared);
+                // Go on after the settled message: the next message of the partition is
+                // expected at offset + 1 (see `handle`), reached by seeking there.
+                retries.insert(
+                    partition.clone(),
+                    Retry {
+                        offset: at.offset + 1,
+                        attempt: 0,
+                        failures: 0,
+                        backoff: Backoff::new(self.config.backoff),
+                        resume_at: Instant::now(),
+                        resumed: false,
+                    },
+                );
+                self.stalls
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&partition);
+                match settled {
+                    Settled::DeadLettered => tracing::error!(
+                        %at, attempts = failures, error = %failed.error,
+                        "event failed every attempt: sent to the dead-letter topic; partition goes on"
+                    ),
+                    Settled::ErrorEmitted => tracing::error!(
+                        %at, attempts = failures, error = %failed.error,
+                        "event failed every attempt: error event emitted; partition goes on"
+                    ),
+                    _ => tracing::info!(%at, "event was applied by another member meanwhile"),
+                }
+            }
+            Err(db_error) => {
+                shared.conn = None;
+                tracing::error!(%at, error = %db_error, "could not settle the failed event; it will be retried");
+            }
+        }
+    }
+
+    /// Resumes stopped partitions whose record an operator removed.
+    fn resume_released_partitions(&self) {
+        let stopped: Vec<Partition> = self.shared().stopped.iter().cloned().collect();
+        if stopped.is_empty() {
+            return;
+        }
+        let mut topics: Vec<&String> = stopped.iter().map(|(t, _)| t).collect();
+        topics.sort();
+        topics.dedup();
+        for topic in topics {
+            let still = {
+                let mut shared = self.shared();
+                let Some(conn) = connection(&mut shared, &self.database_url) else {
+                    return;
+                };
+                match stopped_of_topic(conn, &self.group, topic) {
+                    Ok(still) => still,
+                    Err(error) => {
+                        shared.conn = None;
+                        tracing::warn!(%error, "could not read stopped partitions");
+                        return;
+                    }
+                }
+            };
+            for partition in stopped
+                .iter()
+                .filter(|(t, p)| t == topic && !still.contains(p))
+            {
+                // The operator resumed it: read on from the stored position (past the failed
+                // message if it was skipped).
+                self.shared().stopped.remove(partition);
+                self.shared().unpositioned.insert(partition.clone());
+                self.stalls
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(partition);
+                tracing::info!(
+                    topic = partition.0,
+                    partition = partition.1,
+                    "stopped partition resumed"
+                );
+            }
+        }
+        self.position_held_partitions();
     }
 
     fn apply(&self, incoming: &Incoming<'_>) -> Result<Applied, ApplyError> {
@@ -268,22 +429,40 @@ impl Worker {
         result
     }
 
+    /// Pauses the partition and schedules the failed message's retry; returns how many
+    /// counted failures the message has had.
     fn schedule_retry(
         &self,
         partition: Partition,
         offset: i64,
-        error: ApplyError,
+        error: String,
+        counted: bool,
         retries: &mut HashMap<Partition, Retry>,
-    ) {
+    ) -> u32 {
+        let policy = self.registry.failure_policy(&self.config, &partition.0);
+        let backoff = if counted {
+            policy.backoff
+        } else {
+            self.config.backoff
+        };
         let retry = retries.entry(partition.clone()).or_insert_with(|| Retry {
             offset,
             attempt: 0,
-            backoff: Backoff::new(self.config.backoff),
+            failures: 0,
+            backoff: Backoff::new(backoff),
             resume_at: Instant::now(),
             resumed: false,
         });
+        if retry.offset != offset {
+            // A new message failed (the earlier one went through): count afresh.
+            retry.failures = 0;
+            retry.backoff = Backoff::new(backoff);
+        }
         retry.offset = offset;
         retry.attempt += 1;
+        if counted {
+            retry.failures += 1;
+        }
         let delay = retry.backoff.next_delay();
         retry.resume_at = Instant::now() + delay;
         retry.resumed = false;
@@ -297,16 +476,19 @@ impl Worker {
             attempts: 0,
             error: String::new(),
             since: std::time::SystemTime::now(),
+            stopped: false,
         });
         stall.coordinates.offset = offset;
         stall.attempts = retry.attempt;
-        stall.error = error.to_string();
+        stall.error = error.clone();
         drop(stalls);
         tracing::error!(
-            error = %error, attempt = retry.attempt, retry_in_ms = delay.as_millis() as u64,
+            error = %error, attempt = retry.attempt, failures = retry.failures,
+            max_attempts = policy.max_attempts, retry_in_ms = delay.as_millis() as u64,
             "event not applied; its partition is paused and the event will be retried (nothing after it is applied first)"
         );
         self.pause(&partition);
+        retry.failures
     }
 
     fn pause(&self, partition: &Partition) {
@@ -356,6 +538,10 @@ impl Worker {
         let context = self.consumer.context();
         for partition in held {
             let position = context.position(&mut self.shared(), &partition);
+            if position.is_ok() && self.shared().stopped.contains(&partition) {
+                self.shared().unpositioned.remove(&partition);
+                continue; // known now, but stopped: it stays paused
+            }
             match position {
                 Ok(offset) => match self.seek_and_resume(&partition, offset) {
                     Ok(()) => {
@@ -452,4 +638,42 @@ fn group_by_partition<'b, 'c>(
         }
     }
     groups
+}
+
+/// Every header of `message`, values as (lossy) text.
+fn all_headers(message: &BorrowedMessage<'_>) -> Vec<(String, String)> {
+    message
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| {
+                    let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+                    (h.key.to_owned(), value.into_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The failed message's event name and id, from the error, the headers or the payload.
+fn identity_of(
+    incoming: &Incoming<'_>,
+    error: &ApplyError,
+) -> (Option<String>, Option<uuid::Uuid>) {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        event: Option<String>,
+        event_id: Option<uuid::Uuid>,
+    }
+    let head: Option<Head> = serde_json::from_slice(incoming.payload).ok();
+    let event = error
+        .event()
+        .map(str::to_owned)
+        .or_else(|| incoming.event_header.map(str::to_owned))
+        .or_else(|| head.as_ref().and_then(|h| h.event.clone()));
+    let event_id = incoming
+        .event_id_header
+        .and_then(|h| uuid::Uuid::parse_str(h).ok())
+        .or_else(|| head.and_then(|h| h.event_id));
+    (event, event_id)
 }

@@ -50,8 +50,9 @@ mod tests {
             key: key.into(),
             event_name: "x.created".into(),
             entity: "x".into(),
-            payload: "{}".into(),
+            payload: b"{}".to_vec(),
             traceparent: None,
+            headers: Vec::new(),
         }
     }
 

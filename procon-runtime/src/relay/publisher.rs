@@ -116,8 +116,16 @@ pub(crate) async fn publish(
     outcomes
 }
 
+/// JSON, unless the row says otherwise (a dead letter keeps its original content type).
+fn content_type(row: &OutboxRow) -> &str {
+    row.headers
+        .iter()
+        .find(|(name, _)| name == headers::CONTENT_TYPE)
+        .map_or(JSON_CONTENT_TYPE, |(_, value)| value.as_str())
+}
+
 fn event_headers(row: &OutboxRow) -> OwnedHeaders {
-    let set = OwnedHeaders::new_with_capacity(5)
+    let set = OwnedHeaders::new_with_capacity(5 + row.headers.len())
         .insert(Header {
             key: headers::EVENT_ID,
             value: Some(row.event_id.as_str()),
@@ -128,7 +136,18 @@ fn event_headers(row: &OutboxRow) -> OwnedHeaders {
         })
         .insert(Header {
             key: headers::CONTENT_TYPE,
-            value: Some(JSON_CONTENT_TYPE),
+            value: Some(content_type(row)),
+        });
+    // Extra headers (a dead letter's original headers and its `procon-dlq-*` ones).
+    let set = row
+        .headers
+        .iter()
+        .filter(|(name, _)| name != headers::CONTENT_TYPE)
+        .fold(set, |set, (name, value)| {
+            set.insert(Header {
+                key: name.as_str(),
+                value: Some(value.as_str()),
+            })
         });
     // Realtime notifications belong to no entity.
     let set = match row.entity.as_str() {

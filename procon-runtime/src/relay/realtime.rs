@@ -93,7 +93,8 @@ fn as_outbox_row(row: &RealtimeRow, config: &RelayConfig) -> OutboxRow {
         key: row.channel.clone(),
         event_name: REALTIME_EVENT.to_owned(),
         entity: String::new(),
-        payload: row.payload.clone(),
+        payload: row.payload.clone().into_bytes(),
         traceparent: row.traceparent.clone(),
+        headers: Vec::new(),
     }
 }

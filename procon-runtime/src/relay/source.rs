@@ -19,8 +19,11 @@ pub(crate) struct OutboxRow {
     pub(crate) key: String,
     pub(crate) event_name: String,
     pub(crate) entity: String,
-    pub(crate) payload: String,
+    /// The message value: the envelope, or a dead letter's original bytes.
+    pub(crate) payload: Vec<u8>,
     pub(crate) traceparent: Option<String>,
+    /// Extra headers (dead letters), name → value.
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 /// The newest pending realtime notification of one channel.
@@ -113,8 +116,9 @@ impl OutboxSource {
         let rows = self
             .client
             .query(
-                "SELECT id, event_id::text, topic, message_key, event_name, entity, payload::text, \
-                        traceparent \
+                "SELECT id, event_id::text, topic, message_key, event_name, entity, \
+                        COALESCE(raw_payload, convert_to(payload::text, 'UTF8')), \
+                        traceparent, headers::text \
                  FROM procon_outbox ORDER BY id LIMIT $1",
                 &[&i64::from(limit)],
             )
@@ -131,6 +135,7 @@ impl OutboxSource {
                 entity: row.get(5),
                 payload: row.get(6),
                 traceparent: row.get(7),
+                headers: extra_headers(row.get(8)),
             })
             .collect())
     }
@@ -207,6 +212,20 @@ impl OutboxSource {
     /// True once the connection is gone.
     pub(crate) fn is_closed(&self) -> bool {
         self.client.is_closed()
+    }
+}
+
+/// The `headers` column: a JSON object of strings (anything else is ignored, with a log).
+fn extra_headers(column: Option<String>) -> Vec<(String, String)> {
+    let Some(text) = column else {
+        return Vec::new();
+    };
+    match serde_json::from_str::<std::collections::BTreeMap<String, String>>(&text) {
+        Ok(map) => map.into_iter().collect(),
+        Err(error) => {
+            tracing::warn!(%error, "ignoring malformed extra headers of an outbox row");
+            Vec::new()
+        }
     }
 }
 

@@ -1,0 +1,3 @@
+DROP TABLE procon_stopped_partitions;
+ALTER TABLE procon_outbox DROP COLUMN headers;
+ALTER TABLE procon_outbox DROP COLUMN raw_payload;
