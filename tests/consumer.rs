@@ -3,7 +3,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::broker::{brokers, create_topic, produce_raw, unique_topic};
@@ -419,29 +418,13 @@ async fn handler_runs_once_after_crash() {
     // Kafka offsets are never committed here, so every restart follows a crash that happened
     // after database commits and before any Kafka commit.
     let spawn = |round: usize| {
-        let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("consumer_crash_{round}.log"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_procon-test-consumer"));
-        command
-            .env("PROCON_DATABASE_URL", &db.url)
-            .env("PROCON_BROKERS", brokers())
-            .env("PROCON_SERVICE_NAME", billing_crash.as_str())
-            .env("PROCON_RELAY_ENABLED", "false")
-            .env("PROCON_CONSUMER_COMMIT_HINTS", "false")
-            .env("LEDGER_TOPIC", &topic)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap());
-        for (name, value) in common::broker::TEST_CONSUMER_SETTINGS {
-            command.env(
-                format!(
-                    "PROCON_CONSUMER_KAFKA_{}",
-                    name.to_uppercase().replace('.', "_")
-                ),
-                value,
-            );
-        }
-        command.spawn().expect("spawn the test consumer")
+        common::process::spawn_consumer(
+            &db.url,
+            &brokers(),
+            billing_crash,
+            &topic,
+            &format!("consumer_crash_{round}"),
+        )
     };
     for (round, target) in [600usize, 1500, 2300].into_iter().enumerate() {
         let mut consumer = spawn(round);

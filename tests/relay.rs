@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use common::broker::{brokers, create_topic, unique_topic, Collector, Received};
@@ -222,18 +222,7 @@ async fn relay_publishes_rows_committed_out_of_id_order() {
 }
 
 fn spawn_relay(db: &TestDb, name: &str) -> Child {
-    let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
-    Command::new(env!("CARGO_BIN_EXE_procon"))
-        .arg("relay")
-        .env("PROCON_DATABASE_URL", &db.url)
-        .env("PROCON_BROKERS", brokers())
-        .env("PROCON_RELAY_BATCH_SIZE", "100")
-        .env("PROCON_RELAY_POLL_INTERVAL_MS", "200")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("spawn `procon relay`")
+    common::process::spawn_relay(&db.url, &brokers(), name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -280,31 +269,8 @@ async fn broker_outage_during_emission_loses_nothing() {
     common::init_logs();
     let db = TestDb::new("broker_outage");
     // A broker of this test's own, reachable only through a proxy the test can cut.
-    let broker_port = common::proxy::free_port();
-    let proxy_port = common::proxy::free_port();
-    let mut broker = Command::new(common::broker::tansu_bin())
-        .args([
-            "broker",
-            "--listener-url",
-            &format!("tcp://127.0.0.1:{broker_port}"),
-        ])
-        .args([
-            "--advertised-listener-url",
-            &format!("tcp://127.0.0.1:{proxy_port}"),
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tansu");
-    let upstream = format!("127.0.0.1:{broker_port}").parse().unwrap();
-    common::wait_for("the test broker to listen", LONG, || {
-        std::net::TcpStream::connect(upstream).ok()
-    });
-    let mut proxy =
-        common::proxy::Proxy::start(format!("127.0.0.1:{proxy_port}").parse().unwrap(), upstream)
-            .await;
-    let brokers = format!("127.0.0.1:{proxy_port}");
+    let mut broker = common::proxy::PrivateBroker::start().await;
+    let brokers = broker.brokers.clone();
     let topic = unique_topic("outage");
     create_topic(&brokers, &topic, 4).await;
     let config = common::runtime_config(&db, &brokers)
@@ -319,7 +285,7 @@ async fn broker_outage_during_emission_loses_nothing() {
         (db.outbox_len() == 0).then_some(())
     });
 
-    proxy.cut().await;
+    broker.proxy.cut().await;
     for batch in 0..4 {
         expected.extend(emit_sequences(&mut db.conn(), &topic, 20, 5, 6 + batch * 5));
     }
@@ -330,7 +296,7 @@ async fn broker_outage_during_emission_loses_nothing() {
         "no row may be deleted while the broker is unreachable"
     );
 
-    proxy.restore().await;
+    broker.proxy.restore().await;
     common::wait_for("the outbox to drain after the outage", LONG, || {
         (db.outbox_len() == 0).then_some(())
     });
@@ -339,9 +305,7 @@ async fn broker_outage_during_emission_loses_nothing() {
     assert_same_ids(&assert_order_per_key(&received), &expected);
 
     runtime.shutdown().await.unwrap();
-    proxy.cut().await;
-    broker.kill().unwrap();
-    broker.wait().unwrap();
+    broker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,6 +6,7 @@ pub mod broker;
 pub mod db;
 pub mod ledger;
 pub mod model;
+pub mod process;
 pub mod proxy;
 
 use std::time::{Duration, Instant};

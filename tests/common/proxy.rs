@@ -76,3 +76,49 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A broker process of the calling test's own, reachable only through a [`Proxy`] the test can
+/// cut: clients (which learn the proxy's address from the broker's metadata) see the broker
+/// go down and come back, while its in-memory data lives on.
+pub struct PrivateBroker {
+    /// The bootstrap address clients use (the proxy's).
+    pub brokers: String,
+    pub proxy: Proxy,
+    process: std::process::Child,
+}
+
+impl PrivateBroker {
+    pub async fn start() -> PrivateBroker {
+        let broker_port = free_port();
+        let proxy_port = free_port();
+        let process = std::process::Command::new(super::broker::tansu_bin())
+            .args(["broker", "--listener-url"])
+            .arg(format!("tcp://127.0.0.1:{broker_port}"))
+            .arg("--advertised-listener-url")
+            .arg(format!("tcp://127.0.0.1:{proxy_port}"))
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn tansu");
+        let upstream: SocketAddr = format!("127.0.0.1:{broker_port}").parse().unwrap();
+        super::wait_for(
+            "the private broker to listen",
+            std::time::Duration::from_secs(60),
+            || std::net::TcpStream::connect(upstream).ok(),
+        );
+        let listen: SocketAddr = format!("127.0.0.1:{proxy_port}").parse().unwrap();
+        PrivateBroker {
+            brokers: listen.to_string(),
+            proxy: Proxy::start(listen, upstream).await,
+            process,
+        }
+    }
+
+    /// Cuts the proxy and ends the broker process.
+    pub async fn stop(mut self) {
+        self.proxy.cut().await;
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
