@@ -35,12 +35,27 @@ use syn::{parse_macro_input, DeriveInput};
 
 mod event_handler;
 mod internals;
+mod materialize;
 mod outbox;
 
 /// Implements `procon::Outbox` from `#[procon(...)]` attributes; see the crate docs.
 #[proc_macro_derive(Outbox, attributes(procon))]
 pub fn derive_outbox(input: TokenStream) -> TokenStream {
     outbox::expand(parse_macro_input!(input as DeriveInput)).into()
+}
+
+/// Implements `procon::Materialize` on a local Diesel model that keeps a copy of a remote
+/// entity, and registers its `<entity>.created` / `.updated` / `.deleted` handlers.
+///
+/// Struct keys: `topic = "..."` and `entity = "..."` (required: the remote entity's events),
+/// `master_key = field` or `master_key = (a, b)` (default `id`: the columns of a unique index),
+/// `table = path` (default: Diesel's `#[diesel(table_name = ...)]`), `hooks` (the model
+/// implements `procon::MaterializeHooks` itself). Field keys: `from = "path.in.event"` (default:
+/// the field name), `from_topic`, `from_event_time`, `skip` (never written; `Default` value),
+/// `skip_on_create`, `skip_on_update`. Each field is the column of the same name.
+#[proc_macro_derive(Materialize, attributes(procon, diesel))]
+pub fn derive_materialize(input: TokenStream) -> TokenStream {
+    materialize::expand(parse_macro_input!(input as DeriveInput)).into()
 }
 
 /// Makes a function the handler of one event, registered for the consumer that

@@ -18,6 +18,7 @@ pub mod config;
 pub mod consumer;
 pub mod event;
 pub mod kafka;
+pub mod materialize;
 pub mod outbox;
 pub mod realtime;
 mod relay;

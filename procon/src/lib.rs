@@ -12,6 +12,8 @@
 
 pub use procon_derive::event_handler;
 #[doc(inline)]
+pub use procon_derive::Materialize;
+#[doc(inline)]
 pub use procon_derive::Outbox;
 pub use procon_runtime::consumer::{
     resume_partition, stopped_partitions, FailedEvent, Resume, Stall, StoppedPartition,
@@ -20,9 +22,11 @@ pub use procon_runtime::consumer::{
     Coordinates, Event, EventHandler, HandlerContext, HandlerError,
 };
 pub use procon_runtime::event::{self, Envelope, EventKind, Metadata};
+pub use procon_runtime::materialize::{Materialize, MaterializeError, MaterializeHooks, Outcome};
 pub use procon_runtime::outbox::{EmitError, Outbox, OutboxEvent, OutboxExt};
 pub use procon_runtime::realtime::{Change, Realtime, RealtimeError};
 pub use procon_runtime::register_handler;
+pub use procon_runtime::register_materializer;
 pub use procon_runtime::store::{migrate, MigrationError};
 pub use procon_runtime::{
     config, start, Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy, RelayConfig,
@@ -46,9 +50,15 @@ pub mod __private {
     pub use core::iter::Extend;
     pub use core::result::Result;
     pub use core::time::Duration;
+    pub use diesel;
+    pub use diesel::pg::PgConnection;
+    pub use diesel::QueryResult;
     pub use procon_runtime::__inventory as inventory;
     pub use procon_runtime::consumer::{
         Event, EventHandler, HandlerContext, HandlerError, HandlerEventArg, Registration,
+    };
+    pub use procon_runtime::materialize::{
+        Image, Materialize, MaterializeError, MaterializeHooks, OnCreated, OnDeleted, OnUpdated,
     };
     pub use procon_runtime::outbox::Outbox;
     pub use procon_runtime::realtime::{Change, Realtime};

@@ -9,9 +9,9 @@ use proc_macro2::TokenTree;
 use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
-use syn::{Expr, Lit, LitStr, Path};
+use syn::{Attribute, Expr, Lit, LitStr, Meta, Path};
 
-use super::symbol::{backticked, closest, Symbol};
+use super::symbol::{backticked, closest, Symbol, PROCON};
 use super::Ctxt;
 
 /// Reads `name = "..."`. `Ok(None)`: the value was of the wrong kind, reported to `cx`.
@@ -156,6 +156,57 @@ pub(crate) fn ungroup(mut expr: &Expr) -> &Expr {
 /// A path as the user wrote it, for messages: `topik`, `serde::rename`.
 pub(crate) fn path_to_string(path: &Path) -> String {
     path.to_token_stream().to_string().replace(' ', "")
+}
+
+/// Calls `read` for each key of each `#[procon(...)]` in `attrs`, ignoring every other
+/// attribute (`#[serde]`, `#[diesel]`, ...). A key that `read` cannot recover from ends its
+/// attribute, not the whole input: the next `#[procon(...)]` is still read.
+///
+/// Returns whether every `#[procon(...)]` was read to its end; if not, the keys after the
+/// mistake are unknown, so none of them may be reported as missing.
+pub(crate) fn for_each_key(
+    cx: &Ctxt,
+    attrs: &[Attribute],
+    help: &str,
+    mut read: impl FnMut(&ParseNestedMeta<'_>) -> syn::Result<()>,
+) -> bool {
+    let mut read_all = true;
+    for attr in attrs {
+        if attr.path() != PROCON {
+            continue;
+        }
+        let Meta::List(list) = &attr.meta else {
+            cx.error_spanned_by(attr, format!("expected `#[procon(...)]`; {help}"));
+            read_all = false;
+            continue;
+        };
+        if let Err(err) = list.parse_nested_meta(|meta| read(&meta)) {
+            cx.syn_error(err);
+            read_all = false;
+        }
+    }
+    read_all
+}
+
+/// Reads a key that takes no value, like `skip`. `Ok(None)`: a value was given, reported to
+/// `cx` and skipped.
+pub(crate) fn flag_value(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    name: Symbol,
+) -> syn::Result<Option<Path>> {
+    if meta.input.is_empty() || meta.input.peek(syn::Token![,]) {
+        return Ok(Some(meta.path.clone()));
+    }
+    cx.error_spanned_by(
+        &meta.path,
+        format!(
+            "`procon({name})` takes no value; \
+             help: the correct format looks like `#[procon({name})]`"
+        ),
+    );
+    skip_value(meta)?;
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -27,6 +27,26 @@ pub(crate) const RENAME: Symbol = Symbol("rename");
 pub(crate) const REALTIME: Symbol = Symbol("realtime");
 /// Container key: the realtime throttle window in milliseconds.
 pub(crate) const RT_THRESHOLD: Symbol = Symbol("rt_threshold");
+/// `Materialize` container key: the local column(s) identifying a record.
+pub(crate) const MASTER_KEY: Symbol = Symbol("master_key");
+/// `Materialize` container key: the Diesel table module.
+pub(crate) const TABLE: Symbol = Symbol("table");
+/// `Materialize` container key: the model implements `MaterializeHooks` itself.
+pub(crate) const HOOKS: Symbol = Symbol("hooks");
+/// `Materialize` field key: the event attribute (path) the field is read from.
+pub(crate) const FROM: Symbol = Symbol("from");
+/// `Materialize` field key: the field holds the topic the event was read from.
+pub(crate) const FROM_TOPIC: Symbol = Symbol("from_topic");
+/// `Materialize` field key: the field holds the event time.
+pub(crate) const FROM_EVENT_TIME: Symbol = Symbol("from_event_time");
+/// `Materialize` field key: inserts leave the column to its default.
+pub(crate) const SKIP_ON_CREATE: Symbol = Symbol("skip_on_create");
+/// `Materialize` field key: updates leave the column as it is.
+pub(crate) const SKIP_ON_UPDATE: Symbol = Symbol("skip_on_update");
+/// Diesel's attribute namespace, read for `table_name`.
+pub(crate) const DIESEL: Symbol = Symbol("diesel");
+/// Diesel's `table_name` key.
+pub(crate) const TABLE_NAME: Symbol = Symbol("table_name");
 /// `event_handler` key: the name of the event handled.
 pub(crate) const EVENT: Symbol = Symbol("event");
 

@@ -7,11 +7,12 @@
 //! errors.
 
 use syn::meta::ParseNestedMeta;
-use syn::{Attribute, Data, DataStruct, DeriveInput, Expr, Fields, Ident, Lit, LitStr, Meta, Path};
+use syn::{Attribute, Data, DataStruct, DeriveInput, Expr, Fields, Ident, Lit, LitStr, Path};
 
 use crate::internals::attr::{Attr, Setting};
 use crate::internals::meta::{
-    assigned_expr, path_to_string, skip_value, string_value, ungroup, unknown_key,
+    assigned_expr, flag_value, for_each_key, path_to_string, skip_value, string_value, ungroup,
+    unknown_key,
 };
 use crate::internals::symbol::{
     Symbol, ENTITY, KEY, PROCON, REALTIME, RENAME, RT_THRESHOLD, SKIP, TOPIC,
@@ -191,36 +192,6 @@ impl<'a> Field<'a> {
     }
 }
 
-/// Calls `read` for each key of each `#[procon(...)]` in `attrs`, ignoring every other
-/// attribute (`#[serde]`, `#[diesel]`, ...). A key that `read` cannot recover from ends its
-/// attribute, not the whole input: the next `#[procon(...)]` is still read.
-///
-/// Returns whether every `#[procon(...)]` was read to its end; if not, the keys after the
-/// mistake are unknown, so none of them may be reported as missing.
-fn for_each_key(
-    cx: &Ctxt,
-    attrs: &[Attribute],
-    help: &str,
-    mut read: impl FnMut(&ParseNestedMeta<'_>) -> syn::Result<()>,
-) -> bool {
-    let mut read_all = true;
-    for attr in attrs {
-        if attr.path() != PROCON {
-            continue;
-        }
-        let Meta::List(list) = &attr.meta else {
-            cx.error_spanned_by(attr, format!("expected `#[procon(...)]`; {help}"));
-            read_all = false;
-            continue;
-        };
-        if let Err(err) = list.parse_nested_meta(|meta| read(&meta)) {
-            cx.syn_error(err);
-            read_all = false;
-        }
-    }
-    read_all
-}
-
 /// Reads `key = field`. `Ok(None)`: the value was not a field name, reported to `cx`.
 fn field_name_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<Ident>> {
     let Some(expr) = assigned_expr(cx, meta, PROCON, KEY, "key = id")? else {
@@ -293,22 +264,5 @@ fn millis_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<(sy
         "expected a whole number of milliseconds for `procon(rt_threshold)`; \
          help: the correct format looks like `#[procon(rt_threshold = 1000)]`",
     );
-    Ok(None)
-}
-
-/// Reads a key that takes no value, like `skip`. `Ok(None)`: a value was given, reported to
-/// `cx` and skipped.
-fn flag_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>, name: Symbol) -> syn::Result<Option<Path>> {
-    if meta.input.is_empty() || meta.input.peek(syn::Token![,]) {
-        return Ok(Some(meta.path.clone()));
-    }
-    cx.error_spanned_by(
-        &meta.path,
-        format!(
-            "`procon({name})` takes no value; \
-             help: the correct format looks like `#[procon({name})]`"
-        ),
-    );
-    skip_value(meta)?;
     Ok(None)
 }

@@ -7,7 +7,7 @@ use diesel::pg::PgConnection;
 use diesel::Connection;
 use uuid::Uuid;
 
-use super::handler::{Coordinates, DispatchError, HandlerContext, Registration};
+use super::handler::{AfterCommit, Coordinates, DispatchError, HandlerContext, Registration};
 use super::store;
 use crate::config::UnknownEvents;
 
@@ -239,7 +239,8 @@ pub(crate) fn apply_batch(
             source,
         }
     };
-    conn.transaction(|conn| {
+    let mut after_commit: AfterCommit = Vec::new();
+    let outcomes = conn.transaction(|conn| {
         let next = store::lock_position(conn, group, topic, partition)
             .map_err(database(&first.coordinates))?;
         let pending =
@@ -279,7 +280,7 @@ pub(crate) fn apply_batch(
                     );
                     crate::trace::set_parent(&span, item.message.traceparent_header);
                     let _entered = span.enter();
-                    let mut ctx = HandlerContext::new(conn, group, coordinates);
+                    let mut ctx = HandlerContext::new(conn, group, coordinates, &mut after_commit);
                     registration
                         .dispatch(&mut ctx, item.message.payload, coordinates.clone())
                         .map_err(|source| ApplyError::Dispatch {
@@ -298,8 +299,12 @@ pub(crate) fn apply_batch(
             store::save_position(conn, group, topic, partition, end)
                 .map_err(database(&last.coordinates))?;
         }
-        Ok(outcomes)
-    })
+        Ok::<_, ApplyError>(outcomes)
+    })?;
+    for callback in after_commit {
+        callback();
+    }
+    Ok(outcomes)
 }
 
 impl ApplyError {

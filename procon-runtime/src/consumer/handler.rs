@@ -49,19 +49,32 @@ pub struct HandlerContext<'a> {
     conn: &'a mut PgConnection,
     group_id: &'a str,
     coordinates: &'a Coordinates,
+    after_commit: &'a mut AfterCommit,
 }
+
+/// Callbacks to run once the consumption's transaction committed.
+pub(crate) type AfterCommit = Vec<Box<dyn FnOnce()>>;
 
 impl<'a> HandlerContext<'a> {
     pub(crate) fn new(
         conn: &'a mut PgConnection,
         group_id: &'a str,
         coordinates: &'a Coordinates,
+        after_commit: &'a mut AfterCommit,
     ) -> Self {
         HandlerContext {
             conn,
             group_id,
             coordinates,
+            after_commit,
         }
+    }
+
+    /// Runs `callback` after the consumption's transaction committed; never if it rolls back.
+    /// A crash between the commit and the callback skips it: use it for notifications and
+    /// caches, not for effects that must happen (write those in the transaction).
+    pub fn after_commit(&mut self, callback: impl FnOnce() + 'static) {
+        self.after_commit.push(Box::new(callback));
     }
 
     /// The connection, inside the consumption's transaction: whatever the handler writes
