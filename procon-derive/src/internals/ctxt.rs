@@ -50,6 +50,26 @@ impl Ctxt {
     }
 }
 
+/// The end of a derive: the expansion of `model` when no error was recorded, else the
+/// `fallback` (every error, plus a stub). A `None` model with no error is a bug of the macro,
+/// reported as an error rather than a panic.
+pub(crate) fn finish<M>(
+    cx: Ctxt,
+    model: Option<M>,
+    expand: impl FnOnce(&M) -> proc_macro2::TokenStream,
+    fallback: impl FnOnce(syn::Error) -> proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
+    match (cx.check(), model) {
+        (Ok(()), Some(model)) => expand(&model),
+        (Err(errors), _) => fallback(errors),
+        (Ok(()), None) => fallback(syn::Error::new(
+            proc_macro2::Span::call_site(),
+            "internal error in `procon-derive`: the input was rejected without a reason; \
+             please report this bug",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Ctxt;

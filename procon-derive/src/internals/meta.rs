@@ -209,6 +209,62 @@ pub(crate) fn flag_value(
     Ok(None)
 }
 
+/// Which attribute a key was written in: on the struct, or on a field.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Level {
+    /// `#[procon(...)]` above the struct.
+    Container,
+    /// `#[procon(...)]` on a field.
+    Field,
+}
+
+/// Reports a key that is not one of `expected` at this `level`: a key of the other level
+/// (`elsewhere`) gets a "put it there" help, anything else the unknown-key error. Skips the
+/// value; returns the key it is likely a misspelling of.
+pub(crate) fn misplaced_or_unknown(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    level: Level,
+    expected: &[Symbol],
+    elsewhere: &[Symbol],
+) -> syn::Result<Option<Symbol>> {
+    if !elsewhere.iter().any(|key| meta.path == *key) {
+        let kind = if level == Level::Field { "field " } else { "" };
+        return unknown_key(cx, meta, PROCON, kind, expected);
+    }
+    let name = path_to_string(&meta.path);
+    let message = match level {
+        Level::Container => format!(
+            "`procon({name})` is a field attribute, not a struct attribute; \
+             help: put it on the field, like `#[procon({name})]`"
+        ),
+        Level::Field => format!(
+            "`procon({name})` is a struct attribute, not a field attribute; \
+             help: move it to the `#[procon(...)]` above the struct"
+        ),
+    };
+    cx.error_spanned_by(&meta.path, message);
+    skip_value(meta)?;
+    Ok(None)
+}
+
+/// The named fields of a struct, with their names; `None` for any other shape.
+pub(crate) fn named_fields(data: &syn::Data) -> Option<Vec<(&syn::Field, &syn::Ident)>> {
+    match data {
+        syn::Data::Struct(syn::DataStruct {
+            fields: syn::Fields::Named(fields),
+            ..
+        }) => Some(
+            fields
+                .named
+                .iter()
+                .filter_map(|field| Some((field, field.ident.as_ref()?)))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use syn::meta::ParseNestedMeta;

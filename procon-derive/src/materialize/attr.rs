@@ -3,12 +3,12 @@
 //! mistakes are reported here; whether the values make sense together is `valid.rs`'s job.
 
 use syn::meta::ParseNestedMeta;
-use syn::{Attribute, Data, DataStruct, DeriveInput, Expr, Fields, Ident, LitStr, Meta, Path};
+use syn::{Attribute, DeriveInput, Expr, Ident, LitStr, Meta, Path};
 
 use crate::internals::attr::{Attr, Setting};
 use crate::internals::meta::{
-    assigned_expr, flag_value, for_each_key, path_to_string, skip_value, string_value, ungroup,
-    unknown_key,
+    assigned_expr, flag_value, for_each_key, misplaced_or_unknown, named_fields, skip_value,
+    string_value, ungroup, Level,
 };
 use crate::internals::symbol::{
     Symbol, DIESEL, ENTITY, FROM, FROM_EVENT_TIME, FROM_TOPIC, HOOKS, MASTER_KEY, PROCON, SKIP,
@@ -64,19 +64,12 @@ pub(super) struct Field<'a> {
 impl<'a> Input<'a> {
     pub(super) fn from_ast(cx: &Ctxt, input: &'a DeriveInput) -> Self {
         let container = Container::from_ast(cx, &input.attrs);
-        let fields = match &input.data {
-            Data::Struct(DataStruct {
-                fields: Fields::Named(fields),
-                ..
-            }) => Some(
-                fields
-                    .named
-                    .iter()
-                    .filter_map(|field| Some(Field::from_ast(cx, field, field.ident.as_ref()?)))
-                    .collect(),
-            ),
-            _ => None,
-        };
+        let fields = named_fields(&input.data).map(|fields| {
+            fields
+                .into_iter()
+                .map(|(field, ident)| Field::from_ast(cx, field, ident))
+                .collect()
+        });
         Input { container, fields }
     }
 }
@@ -106,18 +99,14 @@ impl Container {
                 table.set(&meta.path, table_value(cx, meta)?);
             } else if meta.path == HOOKS {
                 hooks.set(&meta.path, flag_value(cx, meta, HOOKS)?);
-            } else if FIELD_KEYS.iter().any(|key| meta.path == *key) {
-                let name = path_to_string(&meta.path);
-                cx.error_spanned_by(
-                    &meta.path,
-                    format!(
-                        "`procon({name})` is a field attribute, not a struct attribute; \
-                         help: put it on the field, like `#[procon({name})]`"
-                    ),
-                );
-                skip_value(meta)?;
             } else {
-                misspelled.extend(unknown_key(cx, meta, PROCON, "", CONTAINER_KEYS)?);
+                misspelled.extend(misplaced_or_unknown(
+                    cx,
+                    meta,
+                    Level::Container,
+                    CONTAINER_KEYS,
+                    FIELD_KEYS,
+                )?);
             }
             Ok(())
         });
@@ -160,18 +149,14 @@ impl<'a> Field<'a> {
             } else if let Some(i) = flag_keys.iter().position(|key| meta.path == *key) {
                 let value = flag_value(cx, meta, flag_keys[i])?;
                 flags[i].set(&meta.path, value);
-            } else if CONTAINER_KEYS.iter().any(|key| meta.path == *key) {
-                let name = path_to_string(&meta.path);
-                cx.error_spanned_by(
-                    &meta.path,
-                    format!(
-                        "`procon({name})` is a struct attribute, not a field attribute; \
-                         help: move it to the `#[procon(...)]` above the struct"
-                    ),
-                );
-                skip_value(meta)?;
             } else {
-                misspelled.extend(unknown_key(cx, meta, PROCON, "field ", FIELD_KEYS)?);
+                misspelled.extend(misplaced_or_unknown(
+                    cx,
+                    meta,
+                    Level::Field,
+                    FIELD_KEYS,
+                    CONTAINER_KEYS,
+                )?);
             }
             Ok(())
         });

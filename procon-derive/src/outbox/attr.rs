@@ -7,12 +7,12 @@
 //! errors.
 
 use syn::meta::ParseNestedMeta;
-use syn::{Attribute, Data, DataStruct, DeriveInput, Expr, Fields, Ident, Lit, LitStr, Path};
+use syn::{Attribute, DeriveInput, Expr, Ident, Lit, LitStr, Path};
 
 use crate::internals::attr::{Attr, Setting};
 use crate::internals::meta::{
-    assigned_expr, flag_value, for_each_key, path_to_string, skip_value, string_value, ungroup,
-    unknown_key,
+    assigned_expr, flag_value, for_each_key, misplaced_or_unknown, named_fields, string_value,
+    ungroup, Level,
 };
 use crate::internals::symbol::{
     Symbol, ENTITY, KEY, PROCON, REALTIME, RENAME, RT_THRESHOLD, SKIP, TOPIC,
@@ -72,19 +72,12 @@ impl<'a> Input<'a> {
     /// Reads every `#[procon(...)]` attribute of `input`, reporting syntax mistakes to `cx`.
     pub(super) fn from_ast(cx: &Ctxt, input: &'a DeriveInput) -> Self {
         let container = Container::from_ast(cx, &input.attrs);
-        let fields = match &input.data {
-            Data::Struct(DataStruct {
-                fields: Fields::Named(fields),
-                ..
-            }) => Some(
-                fields
-                    .named
-                    .iter()
-                    .filter_map(|field| Some(Field::from_ast(cx, field, field.ident.as_ref()?)))
-                    .collect(),
-            ),
-            Data::Struct(_) | Data::Enum(_) | Data::Union(_) => None,
-        };
+        let fields = named_fields(&input.data).map(|fields| {
+            fields
+                .into_iter()
+                .map(|(field, ident)| Field::from_ast(cx, field, ident))
+                .collect()
+        });
         Input { container, fields }
     }
 }
@@ -117,18 +110,14 @@ impl Container {
             } else if meta.path == RT_THRESHOLD {
                 let value = millis_value(cx, meta)?;
                 rt_threshold.set(&meta.path, value);
-            } else if FIELD_KEYS.iter().any(|field_key| meta.path == *field_key) {
-                let name = path_to_string(&meta.path);
-                cx.error_spanned_by(
-                    &meta.path,
-                    format!(
-                        "`procon({name})` is a field attribute, not a struct attribute; \
-                         help: put it on the field, like `#[procon({name})]`"
-                    ),
-                );
-                skip_value(meta)?;
             } else {
-                misspelled.extend(unknown_key(cx, meta, PROCON, "", CONTAINER_KEYS)?);
+                misspelled.extend(misplaced_or_unknown(
+                    cx,
+                    meta,
+                    Level::Container,
+                    CONTAINER_KEYS,
+                    FIELD_KEYS,
+                )?);
             }
             Ok(())
         });
@@ -164,18 +153,14 @@ impl<'a> Field<'a> {
             } else if meta.path == RENAME {
                 let value = string_value(cx, meta, PROCON, RENAME, "name")?;
                 rename.set(&meta.path, value);
-            } else if CONTAINER_KEYS.iter().any(|key| meta.path == *key) {
-                let name = path_to_string(&meta.path);
-                cx.error_spanned_by(
-                    &meta.path,
-                    format!(
-                        "`procon({name})` is a struct attribute, not a field attribute; \
-                         help: move it to the `#[procon(...)]` above the struct"
-                    ),
-                );
-                skip_value(meta)?;
             } else {
-                misspelled.extend(unknown_key(cx, meta, PROCON, "field ", FIELD_KEYS)?);
+                misspelled.extend(misplaced_or_unknown(
+                    cx,
+                    meta,
+                    Level::Field,
+                    FIELD_KEYS,
+                    CONTAINER_KEYS,
+                )?);
             }
             Ok(())
         });

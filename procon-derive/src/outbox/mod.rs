@@ -10,7 +10,7 @@ mod expand;
 mod fallback;
 mod valid;
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use syn::DeriveInput;
 
 use crate::internals::Ctxt;
@@ -20,17 +20,7 @@ pub(crate) fn expand(input: DeriveInput) -> TokenStream {
     let cx = Ctxt::new();
     let raw = attr::Input::from_ast(&cx, &input);
     let model = valid::check(&cx, &input, raw);
-    match (cx.check(), model) {
-        (Ok(()), Some(model)) => expand::expand(&model),
-        (Err(errors), _) => fallback::expand(&input, errors),
-        // Unreachable by `valid::check`'s contract; still an error, never a panic.
-        (Ok(()), None) => fallback::expand(
-            &input,
-            syn::Error::new(
-                Span::call_site(),
-                "internal error in `procon-derive`: the input was rejected without a reason; \
-                 please report this bug",
-            ),
-        ),
-    }
+    crate::internals::ctxt::finish(cx, model, expand::expand, |errors| {
+        fallback::expand(&input, errors)
+    })
 }
