@@ -145,7 +145,7 @@ async fn raw_producer(
     count: i64,
 ) -> Result<f64, BoxError> {
     let config = procon::Config::new("postgres://unused@127.0.0.1/unused", brokers);
-    let producer: FutureProducer = procon::runtime::kafka::producer_config(&config).create()?;
+    let producer: FutureProducer = procon::runtime::transport::kafka::producer_config(&config).create()?;
     let started = Instant::now();
     let mut deliveries = Vec::with_capacity(count as usize);
     for i in 0..count {
@@ -223,7 +223,7 @@ async fn latency(
         let config = procon::Config::new("postgres://unused@127.0.0.1/unused", brokers_for_emitter);
         let producer: rdkafka::producer::ThreadedProducer<
             rdkafka::producer::DefaultProducerContext,
-        > = procon::runtime::kafka::producer_config(&config).create()?;
+        > = procon::runtime::transport::kafka::producer_config(&config).create()?;
         let period = Duration::from_secs_f64(1.0 / rate as f64);
         let started = Instant::now();
         let mut committed = Vec::with_capacity(total as usize);

@@ -429,7 +429,7 @@ async fn start_refuses_an_option_librdkafka_rejects() {
     let mut relay_only = config.clone();
     relay_only.consumer.enabled = false;
     let err = procon::start(relay_only).unwrap_err();
-    assert!(matches!(err, procon::StartError::Kafka(_)), "{err:?}");
+    assert!(matches!(err, procon::StartError::Transport(_)), "{err:?}");
     assert!(err.to_string().contains("no.such.option"), "{err}");
     // ...and the consumer's (this test binary links the ledger handlers).
     let err = procon::start(config).unwrap_err();

@@ -66,10 +66,81 @@ pub struct ConsumerConfig {
     pub failure: FailurePolicy,
     /// Per-topic policies, by the topic name handlers use; topics not listed use `failure`.
     pub failure_by_topic: BTreeMap<String, FailurePolicy>,
-    /// Most messages of one partition applied in one transaction. 1 applies each message in a
-    /// transaction of its own. Default 100. A failing batch is rolled back and applied again
-    /// one message at a time, so a failure still stops exactly at the failing message.
+    /// Most messages of one partition applied in one transaction (by one processor). 1
+    /// applies each message in a transaction of its own. Default 100. A failing unit is rolled
+    /// back and its messages applied again one at a time, so a failure is pinned to its message.
     pub batch_size: usize,
+    /// Processors applying messages at once, each with its own database connection
+    /// (Broadway's processor `concurrency`). Default 8.
+    pub concurrency: usize,
+    /// Messages of one partition received and not yet applied, at most (Broadway's
+    /// `max_demand`): at this bound the partition is paused until half of them are applied.
+    /// Default 1000.
+    pub max_in_flight: usize,
+    /// How messages of a partition are spread over processors, and so what order is kept.
+    /// Default [`PartitionBy::Key`].
+    pub partition_by: PartitionBy,
+    /// How long a revoked partition's in-flight work may take to finish before the partition
+    /// is released anyway (its unfinished messages are applied by the next owner). Default 10 s.
+    pub drain_timeout: Duration,
+}
+
+/// The lane of a message: messages of one lane are applied one after the other, in position
+/// order; different lanes of a partition are applied concurrently.
+#[derive(Clone, Default)]
+pub enum PartitionBy {
+    /// One lane per message key (the default): each key's events apply in order, keys in
+    /// parallel. Messages without a key share one lane.
+    #[default]
+    Key,
+    /// One lane per partition: strict position order, no concurrency within a partition.
+    Partition,
+    /// A lane per value of a function of the message (e.g. a tenant header): messages with
+    /// the same value apply in order.
+    Function(std::sync::Arc<dyn Fn(&crate::transport::Message) -> String + Send + Sync>),
+}
+
+impl std::fmt::Debug for PartitionBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PartitionBy::Key => f.write_str("Key"),
+            PartitionBy::Partition => f.write_str("Partition"),
+            PartitionBy::Function(_) => f.write_str("Function(..)"),
+        }
+    }
+}
+
+impl PartialEq for PartitionBy {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (PartitionBy::Key, PartitionBy::Key) => true,
+            (PartitionBy::Partition, PartitionBy::Partition) => true,
+            (PartitionBy::Function(a), PartitionBy::Function(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for PartitionBy {}
+
+impl PartitionBy {
+    /// The lane label of `message`: `""` (the whole partition), `key:<key>` or `fn:<value>`.
+    pub fn lane_of(&self, message: &crate::transport::Message) -> String {
+        match self {
+            PartitionBy::Key => {
+                let key = message.key.as_deref().unwrap_or_default();
+                match std::str::from_utf8(key) {
+                    Ok(text) => format!("key:{text}"),
+                    Err(_) => {
+                        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                        format!("key:0x{hex}")
+                    }
+                }
+            }
+            PartitionBy::Partition => String::new(),
+            PartitionBy::Function(lane) => format!("fn:{}", lane(message)),
+        }
+    }
 }
 
 impl Default for ConsumerConfig {
@@ -87,6 +158,10 @@ impl Default for ConsumerConfig {
                 max: Duration::from_secs(30),
             },
             batch_size: 100,
+            concurrency: 8,
+            max_in_flight: 1000,
+            partition_by: PartitionBy::Key,
+            drain_timeout: Duration::from_secs(10),
             failure: FailurePolicy::default(),
             failure_by_topic: BTreeMap::new(),
         }
@@ -281,6 +356,9 @@ impl Config {
     /// | `PROCON_CONSUMER_UNKNOWN_EVENTS` | `ignore` (default) or `stop` |
     /// | `PROCON_CONSUMER_DEDUP_RETENTION_S` | how long applied event ids are kept, default 604800 |
     /// | `PROCON_CONSUMER_BATCH_SIZE` | most messages per transaction, default 100 |
+    /// | `PROCON_CONSUMER_CONCURRENCY` | processors (database connections), default 8 |
+    /// | `PROCON_CONSUMER_MAX_IN_FLIGHT` | unapplied messages per partition, default 1000 |
+    /// | `PROCON_CONSUMER_PARTITION_BY` | `key` (default) or `partition` |
     /// | `PROCON_CONSUMER_MAX_ATTEMPTS` | attempts before the failure policy applies, default 10 |
     /// | `PROCON_CONSUMER_ON_FAILURE` | `stop` (default), `dead_letter` or `error_event` |
     /// | `PROCON_CONSUMER_COMMIT_HINTS` | also commit positions to Kafka, default `true` |
@@ -359,6 +437,25 @@ impl Config {
         }
         if let Some(v) = vars.get("PROCON_CONSUMER_BATCH_SIZE") {
             consumer.batch_size = parse("PROCON_CONSUMER_BATCH_SIZE", v)?;
+        }
+        if let Some(v) = vars.get("PROCON_CONSUMER_CONCURRENCY") {
+            consumer.concurrency = parse("PROCON_CONSUMER_CONCURRENCY", v)?;
+        }
+        if let Some(v) = vars.get("PROCON_CONSUMER_MAX_IN_FLIGHT") {
+            consumer.max_in_flight = parse("PROCON_CONSUMER_MAX_IN_FLIGHT", v)?;
+        }
+        if let Some(v) = vars.get("PROCON_CONSUMER_PARTITION_BY") {
+            consumer.partition_by = match v.trim() {
+                "key" => PartitionBy::Key,
+                "partition" => PartitionBy::Partition,
+                _ => {
+                    return Err(invalid(
+                        "PROCON_CONSUMER_PARTITION_BY",
+                        v,
+                        "expected `key` or `partition` (a function can be set in code)",
+                    ))
+                }
+            };
         }
         if let Some(v) = vars.get("PROCON_CONSUMER_MAX_ATTEMPTS") {
             consumer.failure.max_attempts = parse("PROCON_CONSUMER_MAX_ATTEMPTS", v)?;
@@ -481,6 +578,16 @@ impl Config {
         }
         if self.consumer.batch_size == 0 {
             return Err(invalid("consumer.batch_size", "0", "must be at least 1"));
+        }
+        if self.consumer.concurrency == 0 {
+            return Err(invalid("consumer.concurrency", "0", "must be at least 1"));
+        }
+        if self.consumer.max_in_flight == 0 {
+            return Err(invalid(
+                "consumer.max_in_flight",
+                "0",
+                "must be at least 1 (no message could be received)",
+            ));
         }
         if self.consumer.cleanup_interval.is_zero() {
             return Err(invalid(

@@ -1,8 +1,9 @@
 //! # procon-runtime
 //!
 //! The runtime behind the `procon` facade: the transactional outbox ([`outbox`]), the relay that
-//! publishes it to Kafka (`relay`), procon's own tables ([`store`]) and configuration
-//! ([`config`]). Applications depend on `procon`, which re-exports what they need.
+//! publishes it (`relay`), the concurrent exactly-once consumer ([`consumer`]), the transport
+//! seam they sit on ([`transport`]: Kafka today), procon's own tables ([`store`]) and
+//! configuration ([`config`]). Applications depend on `procon`, which re-exports what they need.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -16,14 +17,15 @@
 pub mod backoff;
 pub mod config;
 pub mod consumer;
+mod db;
 pub mod event;
-pub mod kafka;
 pub mod materialize;
 pub mod outbox;
 pub mod realtime;
 mod relay;
 pub mod store;
 pub mod trace;
+pub mod transport;
 
 #[doc(hidden)]
 pub use inventory as __inventory;
@@ -35,7 +37,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy, RelayConfig, UnknownEvents,
+    Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy, PartitionBy, RelayConfig,
+    UnknownEvents,
 };
 
 /// Why [`start`] refused to start. Nothing was started.
@@ -44,9 +47,10 @@ pub enum StartError {
     /// The configuration cannot work.
     #[error("invalid procon configuration: {0}")]
     Config(#[from] ConfigError),
-    /// librdkafka rejected the client configuration (an unknown or malformed option).
-    #[error("could not create the Kafka producer: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The transport rejected the relay's client configuration (an unknown or malformed
+    /// option).
+    #[error("could not create the relay's producer: {0}")]
+    Transport(#[from] transport::TransportError),
     /// The consumer could not be set up (two handlers for one event, a rejected option...).
     #[error("could not start the consumer: {0}")]
     Consumer(#[from] consumer::ConsumerSetupError),
@@ -77,7 +81,7 @@ pub struct Runtime {
     relay: Option<JoinHandle<()>>,
     stop_consumer: Arc<AtomicBool>,
     consumer: Option<JoinHandle<()>>,
-    consumer_view: consumer::ConsumerView,
+    consumer_status: consumer::Status,
 }
 
 /// Starts procon's background tasks on the current Tokio runtime: the relay (when enabled) and
@@ -93,14 +97,14 @@ pub fn start(config: Config) -> Result<Runtime, StartError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let relay = if config.relay.enabled {
         let database = relay_database_config(&config)?;
-        let producer = kafka::producer(&config)?;
-        let relay = relay::Relay::new(config, database, producer);
+        let producer = transport::kafka::KafkaPublisher::new(&config)?;
+        let relay = relay::Relay::new(config, database, Box::new(producer));
         Some(handle.spawn(relay.run(shutdown_rx)))
     } else {
         None
     };
     let stop_consumer = Arc::new(AtomicBool::new(false));
-    let consumer_view = consumer.as_ref().map(|c| c.view()).unwrap_or_default();
+    let consumer_status = consumer.as_ref().map(|c| c.status()).unwrap_or_default();
     let consumer = consumer.map(|consumer| {
         let stop = stop_consumer.clone();
         handle.spawn_blocking(move || consumer.run(stop))
@@ -110,7 +114,7 @@ pub fn start(config: Config) -> Result<Runtime, StartError> {
         relay,
         stop_consumer,
         consumer,
-        consumer_view,
+        consumer_status,
     })
 }
 
@@ -123,19 +127,24 @@ fn relay_database_config(config: &Config) -> Result<tokio_postgres::Config, Conf
 }
 
 impl Runtime {
-    /// Partitions whose consumption is held on a message that could not be applied (handler
-    /// error, undecodable payload, database down), with the error and the attempts so far.
+    /// Messages the consumer is held on (handler error, undecodable payload, a stopped lane
+    /// or partition), by partition and lane, with the error and the attempts so far.
     pub fn stalled_partitions(&self) -> Vec<consumer::Stall> {
-        self.consumer_view.stalls()
+        self.consumer_status.stalls()
     }
 
     /// The partitions this process's consumer owns now, as (topic, partition).
     pub fn assigned_partitions(&self) -> Vec<(String, i32)> {
-        self.consumer_view.assigned()
+        self.consumer_status.assigned_partitions()
     }
 
-    /// Stops the tasks gracefully: the consumer finishes the message it is applying and leaves
-    /// its group; the relay stops reading the outbox, waits for the deliveries in flight
+    /// A handle on the consumer's status that can be cloned and kept (also by handlers).
+    pub fn consumer_status(&self) -> consumer::Status {
+        self.consumer_status.clone()
+    }
+
+    /// Stops the tasks gracefully: the consumer finishes the units its processors are applying
+    /// (bounded by `consumer.drain_timeout`), stores its watermarks and leaves its group; the relay stops reading the outbox, waits for the deliveries in flight
     /// (bounded by `relay.shutdown_timeout`) and deletes the rows that were delivered.
     pub async fn shutdown(mut self) -> Result<(), RuntimeError> {
         let _ = self.shutdown.send(true);

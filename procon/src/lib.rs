@@ -16,7 +16,8 @@ pub use procon_derive::Materialize;
 #[doc(inline)]
 pub use procon_derive::Outbox;
 pub use procon_runtime::consumer::{
-    resume_partition, stopped_partitions, FailedEvent, Resume, Stall, StoppedPartition,
+    resume_lane, resume_partition, stopped_partitions, FailedEvent, Resume, ResumeError, Stall,
+    Status, StoppedPartition,
 };
 pub use procon_runtime::consumer::{
     Coordinates, Event, EventHandler, HandlerContext, HandlerError,
@@ -29,8 +30,8 @@ pub use procon_runtime::register_handler;
 pub use procon_runtime::register_materializer;
 pub use procon_runtime::store::{migrate, MigrationError};
 pub use procon_runtime::{
-    config, start, Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy, RelayConfig,
-    Runtime, RuntimeError, StartError, UnknownEvents,
+    config, start, Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy, PartitionBy,
+    RelayConfig, Runtime, RuntimeError, StartError, UnknownEvents,
 };
 
 /// The runtime crate, for what the facade does not re-export.

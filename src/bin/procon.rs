@@ -4,7 +4,8 @@
 //! - `procon relay`: run the outbox relay until SIGINT / SIGTERM;
 //! - `procon status`: how many events wait in the outbox, and the oldest one's age;
 //! - `procon stopped`: partitions stopped on a failed event;
-//! - `procon resume <topic> <partition> [--skip]`: resume a stopped partition.
+//! - `procon resume <topic> <partition> [--lane L] [--skip | --reset]`: resume a stopped
+//!   partition (every stopped key of it, or one lane).
 //!
 //! Settings come from the environment (see `procon::Config::from_vars`), e.g.
 //! `PROCON_DATABASE_URL=postgres://postgres@127.0.0.1/app PROCON_BROKERS=127.0.0.1:9092 procon relay`.
@@ -59,8 +60,15 @@ enum Command {
         /// The partition.
         partition: i32,
         /// Record the failed event as consumed without applying it.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "reset")]
         skip: bool,
+        /// Accept the proposed position of a partition whose stored position was outside the
+        /// log's range (events in between are not applied).
+        #[arg(long)]
+        reset: bool,
+        /// Resume only this lane (`key:<key>`, as `procon stopped` lists it).
+        #[arg(long)]
+        lane: Option<String>,
     },
 }
 
@@ -141,8 +149,9 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                 println!("no stopped partition");
             }
             for s in stopped {
+                let lane = if s.lane.is_empty() { "whole partition" } else { s.lane.as_str() };
                 println!(
-                    "{} {}[{}]@{} event {} ({}) after {} attempts since {}: {}",
+                    "{} {}[{}] ({lane})@{} event {} ({}) after {} attempts since {}: {}",
                     s.group_id,
                     s.topic,
                     s.partition,
@@ -163,26 +172,36 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             topic,
             partition,
             skip,
+            reset,
+            lane,
         } => {
             let mut conn = connect(database_url)?;
-            let how = if skip {
-                procon::Resume::Skip
-            } else {
-                procon::Resume::Retry
+            let how = match (skip, reset) {
+                (true, _) => procon::Resume::Skip,
+                (_, true) => procon::Resume::Reset,
+                _ => procon::Resume::Retry,
             };
-            match procon::resume_partition(&mut conn, &group, &topic, partition, how)? {
-                Some(s) if skip => {
-                    println!("resumed {topic}[{partition}]: offset {} skipped", s.offset)
+            let resumed = match &lane {
+                Some(lane) => {
+                    procon::resume_lane(&mut conn, &group, &topic, partition, lane, how)?
                 }
-                Some(s) => println!(
-                    "resumed {topic}[{partition}]: offset {} will be retried",
-                    s.offset
-                ),
-                None => {
-                    return Err(
-                        format!("{group} has no stopped partition {topic}[{partition}]").into(),
-                    )
-                }
+                None => procon::resume_partition(&mut conn, &group, &topic, partition, how)?,
+            };
+            if resumed.is_empty() {
+                return Err(format!(
+                    "{group} has no stop on {topic}[{partition}]{}: see `procon stopped` (the topic is the physical name)",
+                    lane.map(|l| format!(" lane {l}")).unwrap_or_default()
+                )
+                .into());
+            }
+            for s in resumed {
+                let what = match (how, s.reset_to) {
+                    (procon::Resume::Skip, _) => "skipped",
+                    (procon::Resume::Reset, Some(_)) => "reset",
+                    _ => "will be retried",
+                };
+                let lane = if s.lane.is_empty() { "whole partition" } else { s.lane.as_str() };
+                println!("resumed {topic}[{partition}] ({lane}): offset {} {what}", s.offset);
             }
             Ok(())
         }

@@ -1,5 +1,10 @@
-//! Applying one message exactly once: one database transaction that checks the stored
-//! position, records the event id, runs the handler and stores the next position.
+//! Applying a unit of messages exactly once: one database transaction that records the
+//! messages' event ids (a redelivered id is not applied again), runs their handlers, and checks
+//! that this member still owns the partition before it commits.
+//!
+//! A message without an event id gets one derived from its (topic, partition, offset), so it
+//! is recognised after a restart too. A panicking handler is caught inside the transaction: it
+//! rolls back like a handler error and the connection stays usable.
 
 use std::collections::HashMap;
 
@@ -10,6 +15,8 @@ use uuid::Uuid;
 use super::handler::{AfterCommit, Coordinates, DispatchError, HandlerContext, Registration};
 use super::store;
 use crate::config::UnknownEvents;
+use crate::event::headers;
+use crate::transport::{Message, PartitionId};
 
 /// The handlers of one consumer, by (topic as handlers name it, event name).
 #[derive(Debug, Default)]
@@ -93,7 +100,7 @@ impl Registry {
     }
 }
 
-/// One message as read from Kafka.
+/// One message as the apply step reads it.
 pub(crate) struct Incoming<'a> {
     pub(crate) coordinates: Coordinates,
     /// The `procon-event` header, if any.
@@ -105,6 +112,35 @@ pub(crate) struct Incoming<'a> {
     pub(crate) payload: &'a [u8],
 }
 
+impl<'a> Incoming<'a> {
+    /// A transport message as the apply step reads it.
+    pub(crate) fn of(message: &'a Message) -> Self {
+        Incoming {
+            coordinates: Coordinates {
+                topic: message.partition.topic.clone(),
+                partition: message.partition.partition,
+                offset: message.position.as_offset(),
+            },
+            event_header: message.header(headers::EVENT_NAME),
+            event_id_header: message.header(headers::EVENT_ID),
+            traceparent_header: message.header(headers::TRACEPARENT),
+            payload: &message.payload,
+        }
+    }
+}
+
+/// The namespace of event ids derived from a message's coordinates.
+const COORDINATES_NAMESPACE: Uuid = Uuid::from_u128(0x7072_6f63_6f6e_0000_8000_0000_0000_0001);
+
+/// The event id of a message that carries none: derived from where it sits, so that the same
+/// message read again gets the same id.
+pub(crate) fn synthetic_event_id(topic: &str, partition: i32, offset: i64) -> Uuid {
+    Uuid::new_v5(
+        &COORDINATES_NAMESPACE,
+        format!("{topic}/{partition}/{offset}").as_bytes(),
+    )
+}
+
 /// What applying a message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Applied {
@@ -112,8 +148,6 @@ pub(crate) enum Applied {
     Handled,
     /// The event id was applied before (a redelivery): only the position advanced.
     Duplicate,
-    /// The stored position is already past this offset (applied before): nothing was done.
-    PastPosition,
     /// No handler is registered for the event; recorded as consumed.
     NoHandler,
 }
@@ -148,6 +182,9 @@ pub(crate) enum ApplyError {
         #[source]
         source: diesel::result::Error,
     },
+    /// Another member claimed the partition: this member's work on it is refused.
+    #[error("{partition}: another member owns the partition now; the work is left to it")]
+    Fenced { partition: PartitionId },
 }
 
 /// What a message says about itself when headers are missing.
@@ -161,7 +198,7 @@ struct Head {
 struct Identified<'m, 'a> {
     message: &'m Incoming<'a>,
     event: String,
-    event_id: Option<Uuid>,
+    event_id: Uuid,
     registration: Option<&'m Registration>,
 }
 
@@ -198,7 +235,10 @@ fn identify<'m, 'a>(
     let event_id = message
         .event_id_header
         .and_then(|h| Uuid::parse_str(h).ok())
-        .or_else(|| head.as_ref().and_then(|h| h.event_id));
+        .or_else(|| head.as_ref().and_then(|h| h.event_id))
+        .unwrap_or_else(|| {
+            synthetic_event_id(&coordinates.topic, coordinates.partition, coordinates.offset)
+        });
     let registration = registry.handler(&coordinates.topic, &event);
     if registration.is_none() && unknown == UnknownEvents::Stop {
         return Err(ApplyError::Unknown {
@@ -214,79 +254,73 @@ fn identify<'m, 'a>(
     })
 }
 
-/// Applies consecutive messages of *one* partition, in offset order, in one transaction: lock
-/// the position, apply each message not yet applied, store the position after the last one,
-/// commit. On any error the whole transaction is rolled back and nothing of the batch stays.
-pub(crate) fn apply_batch(
+/// Who applies a unit: the group, its handlers, and the partition's claim.
+pub(crate) struct UnitContext<'r> {
+    pub(crate) group: &'r str,
+    pub(crate) registry: &'r Registry,
+    pub(crate) unknown: UnknownEvents,
+    pub(crate) partition: &'r PartitionId,
+    pub(crate) epoch: i64,
+}
+
+/// A unit that failed: which message (its index), and why. Nothing of the unit stays.
+#[derive(Debug)]
+pub(crate) struct UnitFailed {
+    /// The index of the message that failed, when one did (not a commit failure or a fence).
+    pub(crate) index: Option<usize>,
+    pub(crate) error: ApplyError,
+}
+
+/// Applies `messages` of one partition (runs of lanes, each in order) in one transaction:
+/// record their event ids, run the handler of each new one, check the claim, commit; then
+/// forget the counted failures of `retried` offsets. On any error the whole transaction is
+/// rolled back and nothing of the unit stays.
+pub(crate) fn apply_unit(
     conn: &mut PgConnection,
-    group: &str,
-    registry: &Registry,
-    unknown: UnknownEvents,
+    unit: &UnitContext<'_>,
     messages: &[Incoming<'_>],
-) -> Result<Vec<Applied>, ApplyError> {
-    let (Some(first), Some(last)) = (messages.first(), messages.last()) else {
+    retried: &[i64],
+) -> Result<Vec<Applied>, UnitFailed> {
+    let Some(first) = messages.first() else {
         return Ok(Vec::new());
     };
     let identified = messages
         .iter()
-        .map(|m| identify(registry, unknown, m))
+        .enumerate()
+        .map(|(index, m)| {
+            identify(unit.registry, unit.unknown, m).map_err(|error| UnitFailed {
+                index: Some(index),
+                error,
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let (topic, partition) = (&first.coordinates.topic, first.coordinates.partition);
     let database = |coordinates: &Coordinates| {
         let coordinates = coordinates.clone();
-        move |source| ApplyError::Database {
-            coordinates,
-            source,
+        move |source| UnitFailed {
+            index: None,
+            error: ApplyError::Database {
+                coordinates,
+                source,
+            },
         }
     };
     let mut after_commit: AfterCommit = Vec::new();
     let outcomes = conn.transaction(|conn| {
-        let next = store::lock_position(conn, group, topic, partition)
-            .map_err(database(&first.coordinates))?;
-        let pending =
-            |item: &&Identified<'_, '_>| next < 0 || item.message.coordinates.offset >= next;
-        let ids: Vec<Uuid> = identified
-            .iter()
-            .filter(pending)
-            .filter_map(|i| i.event_id)
-            .collect();
+        let ids: Vec<Uuid> = identified.iter().map(|i| i.event_id).collect();
         let new_ids =
-            store::record_events(conn, group, &ids).map_err(database(&first.coordinates))?;
-        // An id twice in one batch is new only the first time.
+            store::record_events(conn, unit.group, &ids).map_err(database(&first.coordinates))?;
+        // An id twice in one unit is new only the first time.
         let mut seen = std::collections::HashSet::with_capacity(ids.len());
         let mut outcomes = Vec::with_capacity(identified.len());
-        for item in &identified {
-            let coordinates = &item.message.coordinates;
-            if !pending(&item) {
-                outcomes.push(Applied::PastPosition);
-                continue;
-            }
-            let fresh = match item.event_id {
-                Some(id) => new_ids.contains(&id) && seen.insert(id),
-                None => true,
-            };
+        for (index, item) in identified.iter().enumerate() {
+            let fresh = new_ids.contains(&item.event_id) && seen.insert(item.event_id);
             let applied = match item.registration {
                 _ if !fresh => Applied::Duplicate,
                 Some(registration) => {
-                    // The handler runs in a span whose parent is the emitter's span, when the
-                    // message carries its trace context.
-                    let span = tracing::info_span!(
-                        "procon.handle",
-                        event = %item.event,
-                        handler = registration.name,
-                        topic = %coordinates.topic,
-                        partition = coordinates.partition,
-                        offset = coordinates.offset,
-                    );
-                    crate::trace::set_parent(&span, item.message.traceparent_header);
-                    let _entered = span.enter();
-                    let mut ctx = HandlerContext::new(conn, group, coordinates, &mut after_commit);
-                    registration
-                        .dispatch(&mut ctx, item.message.payload, coordinates.clone())
-                        .map_err(|source| ApplyError::Dispatch {
-                            coordinates: coordinates.clone(),
-                            event: item.event.clone(),
-                            source,
+                    run_handler(conn, unit.group, item, registration, &mut after_commit)
+                        .map_err(|error| UnitFailed {
+                            index: Some(index),
+                            error,
                         })?;
                     Applied::Handled
                 }
@@ -294,12 +328,19 @@ pub(crate) fn apply_batch(
             };
             outcomes.push(applied);
         }
-        let end = last.coordinates.offset + 1;
-        if next < end {
-            store::save_position(conn, group, topic, partition, end)
-                .map_err(database(&last.coordinates))?;
+        if !store::check_epoch(conn, unit.group, unit.partition, unit.epoch)
+            .map_err(database(&first.coordinates))?
+        {
+            return Err(UnitFailed {
+                index: None,
+                error: ApplyError::Fenced {
+                    partition: unit.partition.clone(),
+                },
+            });
         }
-        Ok::<_, ApplyError>(outcomes)
+        store::clear_failures(conn, unit.group, unit.partition, retried)
+            .map_err(database(&first.coordinates))?;
+        Ok::<_, UnitFailed>(outcomes)
     })?;
     for callback in after_commit {
         callback();
@@ -307,12 +348,58 @@ pub(crate) fn apply_batch(
     Ok(outcomes)
 }
 
+/// Runs one handler in a span whose parent is the emitter's span (when the message carries
+/// its trace context); a panic is caught and reported as the handler's failure.
+fn run_handler(
+    conn: &mut PgConnection,
+    group: &str,
+    item: &Identified<'_, '_>,
+    registration: &Registration,
+    after_commit: &mut AfterCommit,
+) -> Result<(), ApplyError> {
+    let coordinates = &item.message.coordinates;
+    let span = tracing::info_span!(
+        "procon.handle",
+        event = %item.event,
+        handler = registration.name,
+        topic = %coordinates.topic,
+        partition = coordinates.partition,
+        offset = coordinates.offset,
+    );
+    crate::trace::set_parent(&span, item.message.traceparent_header);
+    let _entered = span.enter();
+    let mut ctx = HandlerContext::new(conn, group, coordinates, after_commit);
+    let dispatched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        registration.dispatch(&mut ctx, item.message.payload, coordinates.clone())
+    }));
+    let result = match dispatched {
+        Ok(result) => result,
+        Err(panic) => Err(DispatchError::Panicked(panic_text(panic.as_ref()))),
+    };
+    result.map_err(|source| ApplyError::Dispatch {
+        coordinates: coordinates.clone(),
+        event: item.event.clone(),
+        source,
+    })
+}
+
+/// The message a panic carried.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 impl ApplyError {
     /// The event name, when the error knows it.
     pub(crate) fn event(&self) -> Option<&str> {
         match self {
             ApplyError::Dispatch { event, .. } | ApplyError::Unknown { event, .. } => Some(event),
-            ApplyError::Unidentified { .. } | ApplyError::Database { .. } => None,
+            ApplyError::Unidentified { .. }
+            | ApplyError::Database { .. }
+            | ApplyError::Fenced { .. } => None,
         }
     }
 }
@@ -327,6 +414,16 @@ impl From<diesel::result::Error> for ApplyError {
                 offset: -1,
             },
             source,
+        }
+    }
+}
+
+impl From<diesel::result::Error> for UnitFailed {
+    /// Only reached when BEGIN / COMMIT / ROLLBACK themselves fail.
+    fn from(source: diesel::result::Error) -> Self {
+        UnitFailed {
+            index: None,
+            error: ApplyError::from(source),
         }
     }
 }

@@ -1,8 +1,12 @@
 //! What happens to a message whose attempts are exhausted: `dead letter` and `error event`
-//! settle it in one transaction (write the outbox row, record the event id, move the position
-//! past it), so a crash either leaves everything as it was (the message is retried) or the
+//! settle it in one transaction (write the outbox row, record the event id as consumed, check
+//! the claim), so a crash either leaves everything as it was (the message is retried) or the
 //! whole settlement done (the relay publishes the row at least once, with a stable event id).
-//! `stop` only records the stopped partition; see [`super::stopped`].
+//! `stop` only records the stopped lane or partition; see [`super::stopped`].
+//!
+//! A dead letter is a new event (its own event id; the original id travels in the
+//! `procon-dlq-event-id` header), so a handler of the dead-letter topic in the same group does
+//! not take it for the already-consumed original. Its key keeps the original bytes.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +17,7 @@ use diesel::{Connection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::apply::Incoming;
+use super::apply::{ApplyError, Incoming, UnitContext};
 use super::stopped::{record_stop, StoppedPartition};
 use super::store;
 use crate::config::Exhausted;
@@ -51,9 +55,14 @@ pub(crate) struct Failed<'a> {
     /// Every header of the message, as text.
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) event: Option<String>,
+    /// The id it was consumed under (its own, or derived from its coordinates).
+    pub(crate) consumed_id: Uuid,
+    /// Its own event id, when it carried one.
     pub(crate) event_id: Option<Uuid>,
     pub(crate) error: String,
     pub(crate) attempts: u32,
+    /// The lane it stops when the policy is `stop`.
+    pub(crate) lane: &'a str,
 }
 
 /// How a failed message was settled.
@@ -72,10 +81,15 @@ pub(crate) enum Settled {
 /// Settles `failed` according to `policy`, in one transaction.
 pub(crate) fn settle(
     conn: &mut PgConnection,
+    unit: &UnitContext<'_>,
     policy: &Exhausted,
     failed: &Failed<'_>,
-) -> diesel::QueryResult<Settled> {
+) -> Result<Settled, ApplyError> {
     let at = &failed.message.coordinates;
+    let database = |source| ApplyError::Database {
+        coordinates: at.clone(),
+        source,
+    };
     conn.transaction(|conn| {
         let (settled, topic) = match policy {
             Exhausted::Stop => {
@@ -91,8 +105,11 @@ pub(crate) fn settle(
                         error: failed.error.clone(),
                         attempts: i32::try_from(failed.attempts).unwrap_or(i32::MAX),
                         stopped_at: Utc::now(),
+                        lane: failed.lane.to_owned(),
+                        reset_to: None,
                     },
-                )?;
+                )
+                .map_err(database)?;
                 return Ok(Settled::Stopped);
             }
             Exhausted::DeadLetter { topic } => (
@@ -106,19 +123,22 @@ pub(crate) fn settle(
                     .unwrap_or_else(|| format!("{}.errors", at.topic)),
             ),
         };
-        let next = store::lock_position(conn, failed.group, &at.topic, at.partition)?;
-        if next >= 0 && at.offset < next {
+        let fresh = store::record_events(conn, failed.group, &[failed.consumed_id])
+            .map_err(database)?;
+        if fresh.is_empty() {
             return Ok(Settled::AlreadyApplied);
         }
         if settled == Settled::DeadLettered {
-            write_dead_letter(conn, &topic, failed)?;
+            write_dead_letter(conn, &topic, failed).map_err(database)?;
         } else {
-            write_error_event(conn, &topic, failed)?;
+            write_error_event(conn, &topic, failed).map_err(database)?;
         }
-        if let Some(id) = failed.event_id {
-            store::record_events(conn, failed.group, &[id])?;
+        if !store::check_epoch(conn, unit.group, unit.partition, unit.epoch).map_err(database)? {
+            return Err(ApplyError::Fenced {
+                partition: unit.partition.clone(),
+            });
         }
-        store::save_position(conn, failed.group, &at.topic, at.partition, at.offset + 1)?;
+        store::clear_failures(conn, unit.group, unit.partition, &[at.offset]).map_err(database)?;
         Ok(settled)
     })
 }
@@ -147,6 +167,9 @@ fn write_dead_letter(
     extra
         .entry(headers::CONTENT_TYPE.to_owned())
         .or_insert_with(|| "application/octet-stream".to_owned());
+    if let Some(original) = failed.event_id {
+        extra.insert("procon-dlq-event-id".to_owned(), original.to_string());
+    }
     for (name, value) in [
         ("procon-dlq-error", failed.error.clone()),
         ("procon-dlq-attempts", failed.attempts.to_string()),
@@ -165,9 +188,10 @@ fn write_dead_letter(
     insert_row(
         conn,
         Row {
-            event_id: failed.event_id.unwrap_or_else(Uuid::now_v7),
+            event_id: Uuid::now_v7(),
             topic,
             key: &key_text(failed.key),
+            raw_key: failed.key,
             event_name: failed.event.as_deref().unwrap_or("unidentified"),
             entity: "",
             payload: "null",
@@ -224,6 +248,7 @@ fn write_error_event(
             event_id,
             topic,
             key: &key,
+            raw_key: None,
             event_name: &event,
             entity: "event.error",
             payload: &payload,
@@ -243,6 +268,7 @@ struct Row<'a> {
     event_id: Uuid,
     topic: &'a str,
     key: &'a str,
+    raw_key: Option<&'a [u8]>,
     event_name: &'a str,
     entity: &'a str,
     payload: &'a str,
@@ -255,8 +281,8 @@ struct Row<'a> {
 fn insert_row(conn: &mut PgConnection, row: Row<'_>) -> diesel::QueryResult<()> {
     diesel::sql_query(
         "INSERT INTO procon_outbox (event_id, topic, message_key, event_name, entity, payload, \
-           raw_payload, headers, traceparent) \
-         SELECT $1, $2, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9 \
+           raw_payload, headers, traceparent, raw_key) \
+         SELECT $1, $2, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9, $10 \
          FROM (SELECT pg_notify('procon_outbox', '')) AS wake",
     )
     .bind::<SqlUuid, _>(row.event_id)
@@ -268,6 +294,7 @@ fn insert_row(conn: &mut PgConnection, row: Row<'_>) -> diesel::QueryResult<()> 
     .bind::<Nullable<Binary>, _>(row.raw_payload)
     .bind::<Nullable<Text>, _>(row.headers)
     .bind::<Nullable<Text>, _>(row.traceparent)
+    .bind::<Nullable<Binary>, _>(row.raw_key)
     .execute(conn)?;
     Ok(())
 }

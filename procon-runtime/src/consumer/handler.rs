@@ -208,6 +208,9 @@ pub(crate) enum DispatchError {
     /// The handler returned an error.
     #[error("the handler failed: {0}")]
     Handler(HandlerError),
+    /// The handler panicked; its transaction was rolled back.
+    #[error("the handler panicked: {0}")]
+    Panicked(String),
 }
 
 /// The type-erased entry point of one handler.

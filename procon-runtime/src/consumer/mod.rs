@@ -1,41 +1,53 @@
-//! The consumer side: event handlers and the exactly-once consumer that runs them.
+//! The consumer side: event handlers and the concurrent exactly-once pipeline that runs them.
 //!
 //! Job: read the topics handlers are registered for, and apply each message exactly once to
-//! this service's database.
+//! this service's database, many at a time.
+//!
+//! Reading path: [`prepare`] builds the handler registry, the connection pool, the
+//! [`pipeline::Pipeline`] and the transport source; `run` starts `concurrency` processors
+//! (`processor`), the housekeeping thread, and runs the intake loop (`intake`) on the calling
+//! thread. The source positions and releases partitions through the pipeline
+//! (`pipeline::PipelineOwnership`).
 //!
 //! Invariants and what a crash can do:
-//! - Each message is applied in one transaction: lock the (group, topic, partition) position
-//!   row → skip if the stored position is already past the offset → record the event id (a
-//!   redelivered event id is not applied again) → run the handler → store offset + 1 → commit.
-//!   A crash before the commit leaves no trace; a crash after it is seen by the next owner of
-//!   the partition, which starts at the stored position. Kafka's committed offsets are only a
-//!   hint for tools; they are never read.
-//! - On assignment the consumer seeks to the position stored in PostgreSQL. If it cannot be
-//!   read, the partition stays paused: a database error never reads as "already processed".
-//! - Messages of a partition are applied in offset order. A failed message (handler error,
-//!   undecodable payload, database down) pauses its partition; after a backoff the consumer
-//!   seeks back to it and retries. Nothing after it is applied first, nothing is skipped, and
-//!   the loop keeps polling, so a long wait neither busy-loops nor triggers a rebalance.
-//! - After `max_attempts` counted failures (database outages are not counted) the topic's
-//!   failure policy settles the message: `stop` records a stopped partition, which stays paused
-//!   in every member and across restarts until resumed; `dead letter` / `error event` write an
-//!   outbox row in the same transaction that records the message as consumed and moves the
-//!   position past it, so a crash leaves either the message to retry or the settlement done.
-//! - Two members that both think they own a partition (a zombie after a rebalance) serialize
-//!   on the position row lock; the second sees the first one's progress and skips.
+//! - Messages go to lanes (`partition_by`: the key by default); a lane is applied by one
+//!   processor at a time, in position order; lanes of one partition are applied concurrently.
+//! - A unit (up to `batch_size` messages of some lanes of one partition) is applied in one
+//!   transaction: record the event ids (a redelivered id is not applied again; a message
+//!   without one gets an id derived from its coordinates), run the handlers, check the
+//!   partition's claim (epoch), commit. A crash before the commit leaves no trace.
+//! - The stored position is the partition's watermark (the lowest position not yet applied),
+//!   written every 100 ms. After a crash the next owner starts there and recognises what was
+//!   applied above it by event id: no effect twice, none skipped.
+//! - A claim increments the partition's epoch and waits for the previous owner's committing
+//!   transactions; afterwards the previous owner's units and watermarks are refused (fenced).
+//! - Revocation stops handing out the partition's work, waits for its busy lanes (bounded by
+//!   `drain_timeout`) and stores its watermark before the partition is released.
+//! - A stored position outside the log's range stops the partition with a clear error and a
+//!   proposed reset (`procon resume <topic> <partition> --reset`); it is never passed over.
+//! - A failing message holds only its lane (and the watermark): retries with backoff, counted
+//!   failures persisted across rebalances, then the policy: `stop` the lane (persisted,
+//!   resumable), dead letter or error event (settled atomically). Database outages are not
+//!   counted. A panicking handler is a failure: rolled back, its connection discarded.
+//! - Back-pressure: a partition with `max_in_flight` pending messages is paused at the source
+//!   until half of them are applied; the intake keeps polling, so no rebalance follows.
 
 mod apply;
 mod exhausted;
 mod handler;
-mod positions;
+mod housekeeping;
+mod intake;
+mod lanes;
+mod pipeline;
+mod processor;
+mod retry;
+mod status;
 mod stopped;
 mod store;
-mod worker;
+mod watermark;
 
-use std::sync::{Arc, Mutex};
-
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 pub use apply::DuplicateHandler;
 pub use exhausted::FailedEvent;
@@ -43,52 +55,20 @@ pub use handler::{
     registered_handlers, Coordinates, Event, EventHandler, HandlerContext, HandlerError,
     HandlerEventArg, Registration,
 };
-pub use stopped::{resume_partition, stopped_partitions, Resume, StoppedPartition};
-pub use worker::Stall;
+pub use status::{Stall, Status};
+pub use stopped::{
+    resume_lane, resume_partition, stopped_partitions, Resume, ResumeError, StoppedPartition,
+};
 
 use crate::config::Config;
-use crate::kafka::client_config;
+use crate::transport::kafka::KafkaSource;
+use crate::transport::{Source, TransportError};
+use pipeline::{Pipeline, PipelineOwnership};
 
 /// A consumer ready to run: built at start, so that configuration errors surface there.
 pub(crate) struct Prepared {
-    worker: worker::Worker,
-}
-
-/// Read access to a running consumer's state, for the runtime's status calls.
-#[derive(Clone, Default)]
-pub(crate) struct ConsumerView {
-    stalls: worker::Stalls,
-    shared: Arc<Mutex<positions::Shared>>,
-}
-
-impl std::fmt::Debug for ConsumerView {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConsumerView").finish_non_exhaustive()
-    }
-}
-
-impl ConsumerView {
-    /// The partitions this member owns, as (topic, partition).
-    pub(crate) fn assigned(&self) -> Vec<(String, i32)> {
-        let shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        shared.assigned.iter().cloned().collect()
-    }
-
-    /// The partitions currently held on a failing message, by topic and partition.
-    pub(crate) fn stalls(&self) -> Vec<Stall> {
-        let mut stalls: Vec<Stall> = self
-            .stalls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        stalls.sort_by(|a, b| {
-            (&a.coordinates.topic, a.coordinates.partition)
-                .cmp(&(&b.coordinates.topic, b.coordinates.partition))
-        });
-        stalls
-    }
+    pipeline: Arc<Pipeline>,
+    source: Box<dyn Source>,
 }
 
 /// Why the consumer could not be prepared.
@@ -97,32 +77,9 @@ pub enum ConsumerSetupError {
     /// Two handlers claim one event.
     #[error(transparent)]
     DuplicateHandler(#[from] DuplicateHandler),
-    /// librdkafka rejected the consumer configuration, or the subscription.
-    #[error("could not create the Kafka consumer: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-}
-
-/// The consumer's librdkafka settings: the shared ones, then procon's, then the user's
-/// consumer-only options. Offsets are stored only after the database commit (as a hint).
-pub fn consumer_config(config: &Config) -> ClientConfig {
-    let mut client = client_config(config);
-    client
-        .set("group.id", &config.service_name)
-        .set(
-            "enable.auto.commit",
-            if config.consumer.commit_hints {
-                "true"
-            } else {
-                "false"
-            },
-        )
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false");
-    for (name, value) in &config.consumer.kafka {
-        client.set(name, value);
-    }
-    client
+    /// The transport rejected the consumer configuration, or the subscription.
+    #[error("could not create the consumer: {0}")]
+    Transport(#[from] TransportError),
 }
 
 /// Builds the consumer for the registered handlers; `None` when there is nothing to consume.
@@ -136,41 +93,65 @@ pub(crate) fn prepare(
     if registry.is_empty() || !config.consumer.enabled {
         return Ok(None);
     }
-    let shared = Arc::new(Mutex::new(positions::Shared::default()));
-    let context = positions::PositionContext {
-        group: config.service_name.clone(),
-        database_url: config.database_url.clone(),
-        shared: shared.clone(),
-    };
-    let consumer: BaseConsumer<positions::PositionContext> =
-        consumer_config(config).create_with_context(context)?;
     let topics = registry.topics();
-    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topic_refs)?;
+    // A connection per processor, one for the intake (watermarks, claims) and one for
+    // housekeeping.
+    let pool = crate::db::pool(&config.database_url, config.consumer.concurrency + 2);
+    let pipeline = Arc::new(Pipeline::new(
+        config.service_name.clone(),
+        registry,
+        config.consumer.clone(),
+        pool,
+        Status::default(),
+    ));
+    let ownership = Arc::new(PipelineOwnership(pipeline.clone()));
+    let source = KafkaSource::subscribe(config, &topics, ownership)?;
     Ok(Some(Prepared {
-        worker: worker::Worker {
-            consumer,
-            registry,
-            group: config.service_name.clone(),
-            database_url: config.database_url.clone(),
-            config: config.consumer.clone(),
-            shared,
-            stalls: worker::Stalls::default(),
-        },
+        pipeline,
+        source: Box::new(source),
     }))
 }
 
 impl Prepared {
-    /// A view of this consumer's state.
-    pub(crate) fn view(&self) -> ConsumerView {
-        ConsumerView {
-            stalls: self.worker.stalls.clone(),
-            shared: self.worker.shared.clone(),
-        }
+    /// The consumer's status handle.
+    pub(crate) fn status(&self) -> Status {
+        self.pipeline.status.clone()
     }
 
-    /// Runs the consumer loop on the calling thread until `stop` is set.
-    pub(crate) fn run(self, stop: Arc<std::sync::atomic::AtomicBool>) {
-        self.worker.run(stop)
+    /// Runs the consumer on the calling thread until `stop` is set: processors and
+    /// housekeeping on threads of their own, the intake loop here.
+    pub(crate) fn run(self, stop: Arc<AtomicBool>) {
+        let Prepared { pipeline, source } = self;
+        tracing::info!(
+            group = pipeline.group,
+            topics = ?pipeline.registry.topics(),
+            concurrency = pipeline.config.concurrency,
+            "consumer started"
+        );
+        let mut threads = Vec::new();
+        for index in 0..pipeline.config.concurrency {
+            let pipeline = pipeline.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("procon-processor-{index}"))
+                .spawn(move || processor::run(pipeline));
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(error) => tracing::error!(%error, "could not start a processor thread"),
+            }
+        }
+        let housekeeping = {
+            let (pipeline, stop) = (pipeline.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("procon-housekeeping".to_owned())
+                .spawn(move || housekeeping::run(pipeline, stop))
+        };
+        intake::run(pipeline.clone(), source, stop);
+        for thread in threads {
+            let _ = thread.join();
+        }
+        if let Ok(housekeeping) = housekeeping {
+            housekeeping.thread().unpark();
+            let _ = housekeeping.join();
+        }
     }
 }

@@ -34,7 +34,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::backoff::Backoff;
 use crate::config::{redact, Config};
-use crate::kafka::Producer;
+use crate::transport::Publisher;
 use realtime::RealtimeRelay;
 use source::{OutboxSource, SourceError};
 
@@ -42,7 +42,7 @@ use source::{OutboxSource, SourceError};
 pub(crate) struct Relay {
     config: Config,
     database: tokio_postgres::Config,
-    producer: Producer,
+    producer: Box<dyn Publisher>,
 }
 
 /// How a relay session (one database connection) ended.
@@ -57,7 +57,7 @@ impl Relay {
     pub(crate) fn new(
         config: Config,
         database: tokio_postgres::Config,
-        producer: Producer,
+        producer: Box<dyn Publisher>,
     ) -> Self {
         Relay {
             config,
@@ -148,7 +148,7 @@ impl Relay {
                 Err(error) => return SessionEnd::Failed(error),
             };
             let realtime_due = match realtime
-                .round(source, &self.producer, relay, shutdown)
+                .round(source, &*self.producer, relay, shutdown)
                 .await
             {
                 Ok(due) => due,
@@ -174,7 +174,7 @@ impl Relay {
                 continue;
             }
             let outcomes = publisher::publish(
-                &self.producer,
+                &*self.producer,
                 relay,
                 &rows,
                 shutdown,

@@ -44,6 +44,7 @@ mod tests {
 
     fn row(id: i64, key: &str) -> OutboxRow {
         OutboxRow {
+            raw_key: None,
             id,
             event_id: format!("e{id}"),
             topic: "t".into(),

@@ -3,28 +3,25 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
 use tokio::sync::watch;
 
 use super::order::Outcome;
 use super::source::OutboxRow;
 use crate::event::{headers, JSON_CONTENT_TYPE};
-use crate::kafka::Producer;
+use crate::transport::{Publisher, Record, SendError};
 
 /// How often a batch still waiting for delivery reports is logged.
 const WAITING_LOG_PERIOD: Duration = Duration::from_secs(5);
 
 /// Publishes `rows` in id order and waits for their delivery reports.
 ///
-/// Rows are enqueued strictly in order: when librdkafka's queue is full the same row is retried
+/// Rows are enqueued strictly in order: when the client's queue is full the same row is retried
 /// until it fits, so a later row can never overtake it. When a row is refused, the later rows
 /// of its key in this batch are not sent (see [`super::order`]). Once `shutdown` fires, the
 /// rows not yet enqueued are left alone and the wait for in-flight ones is bounded by
 /// `shutdown_timeout`: whatever has no report by then counts as not delivered.
 pub(crate) async fn publish(
-    producer: &Producer,
+    producer: &dyn Publisher,
     topics: &crate::config::RelayConfig,
     rows: &[OutboxRow],
     shutdown: &mut watch::Receiver<bool>,
@@ -41,21 +38,23 @@ pub(crate) async fn publish(
         if refused_keys.contains(&key) {
             continue;
         }
-        let mut record = FutureRecord::to(topics.physical_topic(&row.topic))
-            .key(&row.key)
-            .payload(&row.payload)
-            .headers(event_headers(row));
+        let headers = event_headers(row);
+        let record = Record {
+            topic: topics.physical_topic(&row.topic),
+            key: row.raw_key.as_deref().unwrap_or(row.key.as_bytes()),
+            payload: &row.payload,
+            headers: &headers,
+        };
         loop {
-            match producer.send_result(record) {
+            match producer.send(record) {
                 Ok(delivery) => {
                     pending.push((index, delivery));
                     break;
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
+                Err(SendError::QueueFull) => {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                Err((error, _)) => {
+                Err(SendError::Refused(error)) => {
                     tracing::error!(
                         %error, topic = row.topic, key = row.key, event_id = row.event_id,
                         "the producer refused an event; it and the later events of its key stay in the outbox"
@@ -100,8 +99,9 @@ pub(crate) async fn publish(
             }
         };
         outcomes[index] = match report {
-            Some(Ok(Ok(_))) => Outcome::Delivered,
-            Some(Ok(Err((error, _)))) => {
+            Some(Ok(())) => Outcome::Delivered,
+            Some(Err(crate::transport::TransportError::Cancelled)) | None => Outcome::NotSent,
+            Some(Err(error)) => {
                 let row = &rows[index];
                 tracing::error!(
                     %error, topic = row.topic, key = row.key, event_id = row.event_id,
@@ -109,8 +109,6 @@ pub(crate) async fn publish(
                 );
                 Outcome::Failed
             }
-            Some(Err(_canceled)) => Outcome::NotSent,
-            None => Outcome::NotSent,
         };
     }
     outcomes
@@ -124,44 +122,24 @@ fn content_type(row: &OutboxRow) -> &str {
         .map_or(JSON_CONTENT_TYPE, |(_, value)| value.as_str())
 }
 
-fn event_headers(row: &OutboxRow) -> OwnedHeaders {
-    let set = OwnedHeaders::new_with_capacity(5 + row.headers.len())
-        .insert(Header {
-            key: headers::EVENT_ID,
-            value: Some(row.event_id.as_str()),
-        })
-        .insert(Header {
-            key: headers::EVENT_NAME,
-            value: Some(row.event_name.as_str()),
-        })
-        .insert(Header {
-            key: headers::CONTENT_TYPE,
-            value: Some(content_type(row)),
-        });
+fn event_headers(row: &OutboxRow) -> Vec<(&str, &[u8])> {
+    let mut set: Vec<(&str, &[u8])> = Vec::with_capacity(5 + row.headers.len());
+    set.push((headers::EVENT_ID, row.event_id.as_bytes()));
+    set.push((headers::EVENT_NAME, row.event_name.as_bytes()));
+    set.push((headers::CONTENT_TYPE, content_type(row).as_bytes()));
     // Extra headers (a dead letter's original headers and its `procon-dlq-*` ones).
-    let set = row
-        .headers
-        .iter()
-        .filter(|(name, _)| name != headers::CONTENT_TYPE)
-        .fold(set, |set, (name, value)| {
-            set.insert(Header {
-                key: name.as_str(),
-                value: Some(value.as_str()),
-            })
-        });
+    set.extend(
+        row.headers
+            .iter()
+            .filter(|(name, _)| name != headers::CONTENT_TYPE)
+            .map(|(name, value)| (name.as_str(), value.as_bytes())),
+    );
     // Realtime notifications belong to no entity.
-    let set = match row.entity.as_str() {
-        "" => set,
-        entity => set.insert(Header {
-            key: headers::ENTITY,
-            value: Some(entity),
-        }),
-    };
-    match &row.traceparent {
-        Some(traceparent) => set.insert(Header {
-            key: headers::TRACEPARENT,
-            value: Some(traceparent.as_str()),
-        }),
-        None => set,
+    if !row.entity.is_empty() {
+        set.push((headers::ENTITY, row.entity.as_bytes()));
     }
+    if let Some(traceparent) = &row.traceparent {
+        set.push((headers::TRACEPARENT, traceparent.as_bytes()));
+    }
+    set
 }

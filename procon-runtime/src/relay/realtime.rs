@@ -10,7 +10,7 @@ use super::order::Outcome;
 use super::publisher;
 use super::source::{OutboxRow, OutboxSource, RealtimeRow, SourceError};
 use crate::config::RelayConfig;
-use crate::kafka::Producer;
+use crate::transport::Publisher;
 use crate::realtime::throttle::{Latest, Throttle};
 use crate::realtime::REALTIME_EVENT;
 
@@ -32,7 +32,7 @@ impl RealtimeRelay {
     pub(crate) async fn round(
         &mut self,
         source: &OutboxSource,
-        producer: &Producer,
+        producer: &dyn Publisher,
         config: &RelayConfig,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Option<Instant>, SourceError> {
@@ -87,6 +87,7 @@ impl RealtimeRelay {
 
 fn as_outbox_row(row: &RealtimeRow, config: &RelayConfig) -> OutboxRow {
     OutboxRow {
+        raw_key: None,
         id: row.id,
         event_id: row.message_id.clone(),
         topic: config.realtime_topic.clone(),

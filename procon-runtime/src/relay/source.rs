@@ -17,6 +17,8 @@ pub(crate) struct OutboxRow {
     pub(crate) event_id: String,
     pub(crate) topic: String,
     pub(crate) key: String,
+    /// The key as bytes when it is not text (a dead letter's original key).
+    pub(crate) raw_key: Option<Vec<u8>>,
     pub(crate) event_name: String,
     pub(crate) entity: String,
     /// The message value: the envelope, or a dead letter's original bytes.
@@ -118,7 +120,7 @@ impl OutboxSource {
             .query(
                 "SELECT id, event_id::text, topic, message_key, event_name, entity, \
                         COALESCE(raw_payload, convert_to(payload::text, 'UTF8')), \
-                        traceparent, headers::text \
+                        traceparent, headers::text, raw_key \
                  FROM procon_outbox ORDER BY id LIMIT $1",
                 &[&i64::from(limit)],
             )
@@ -136,6 +138,7 @@ impl OutboxSource {
                 payload: row.get(6),
                 traceparent: row.get(7),
                 headers: extra_headers(row.get(8)),
+                raw_key: row.get(9),
             })
             .collect())
     }

@@ -1,7 +1,15 @@
-//! The one place where procon's Kafka client settings are decided.
+//! Kafka behind the transport seam: everything that names an rdkafka type lives here.
 //!
-//! Job: build librdkafka configurations from [`Config`], and route librdkafka's own logs and
-//! errors (broker down, authentication failure...) to `tracing` so they are visible and clear.
+//! Job: build librdkafka configurations from [`Config`] (the one place procon's Kafka client
+//! settings are decided), route librdkafka's logs and errors (broker down, authentication
+//! failure...) to `tracing`, and implement [`super::Source`] ([`KafkaSource`]) and
+//! [`super::Publisher`] ([`KafkaPublisher`]).
+
+mod publisher;
+mod source;
+
+pub use publisher::KafkaPublisher;
+pub use source::KafkaSource;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -47,7 +55,7 @@ impl ProducerContext for TracingContext {
 }
 
 /// The producer type the relay uses.
-pub(crate) type Producer = FutureProducer<TracingContext>;
+type Producer = FutureProducer<TracingContext>;
 
 /// Options shared by every client, then the user's pass-through options.
 pub fn client_config(config: &Config) -> ClientConfig {
@@ -76,7 +84,28 @@ pub fn producer_config(config: &Config) -> ClientConfig {
     client
 }
 
-/// Creates the relay's producer; fails on an option librdkafka rejects.
-pub(crate) fn producer(config: &Config) -> Result<Producer, KafkaError> {
-    producer_config(config).create_with_context::<TracingContext, Producer>(TracingContext)
+/// The consumer's librdkafka settings: the shared ones, then procon's, then the user's
+/// consumer-only options. Positions live in PostgreSQL; Kafka's committed offsets are only
+/// hints, stored after the database commit. `fetch.wait.max.ms` defaults to 10 ms: the broker
+/// answers a fetch as soon as data is there instead of waiting up to librdkafka's 500 ms.
+pub fn consumer_config(config: &Config) -> ClientConfig {
+    let mut client = client_config(config);
+    client
+        .set("group.id", &config.service_name)
+        .set(
+            "enable.auto.commit",
+            if config.consumer.commit_hints {
+                "true"
+            } else {
+                "false"
+            },
+        )
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "10");
+    for (name, value) in &config.consumer.kafka {
+        client.set(name, value);
+    }
+    client
 }

@@ -1,0 +1,221 @@
+//! The intake loop: the one thread that owns the transport [`Source`]. It polls messages into
+//! the pipeline's lanes, pauses partitions that reach `max_in_flight` pending messages and
+//! resumes them at half (back-pressure without unbounded buffering, and polling never stops,
+//! so a long wait causes no rebalance), stores watermarks every `WATERMARK_PERIOD`, notices
+//! resumed stops, and positions partitions that were held.
+//!
+//! Shutdown: stop taking messages, let the processors finish their units (bounded by
+//! `drain_timeout`), store the final watermarks, close the pipeline, leave the group.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::pipeline::{Held, Pipeline};
+use super::stopped;
+use crate::backoff::Backoff;
+use crate::transport::{PartitionId, Source};
+
+/// How often changed watermarks are stored.
+const WATERMARK_PERIOD: Duration = Duration::from_millis(100);
+/// How often stops are checked for an operator's resume.
+const STOP_CHECK: Duration = Duration::from_secs(1);
+/// How long a poll waits when nothing is paused for back-pressure.
+const POLL: Duration = Duration::from_millis(100);
+/// How long a poll waits while a partition is paused for back-pressure (so it resumes soon).
+const POLL_PAUSED: Duration = Duration::from_millis(10);
+
+/// A change to make at the source.
+enum Flow {
+    Pause(PartitionId),
+    Resume(PartitionId),
+}
+
+/// Runs the intake until `stop` is set, then shuts the pipeline down.
+pub(crate) fn run(pipeline: Arc<Pipeline>, mut source: Box<dyn Source>, stop: Arc<AtomicBool>) {
+    let mut next_store = Instant::now() + WATERMARK_PERIOD;
+    let mut next_check = Instant::now() + STOP_CHECK;
+    let mut reclaim_backoff = Backoff::new(pipeline.config.backoff);
+    let mut next_reclaim = Instant::now();
+    let max_poll = pipeline.config.max_in_flight.max(1);
+    let mut any_paused = false;
+    while !stop.load(Ordering::Relaxed) {
+        let timeout = if any_paused { POLL_PAUSED } else { POLL };
+        let messages = source.poll(max_poll, timeout);
+        pipeline.receive(messages);
+        any_paused = flow_control(&pipeline, source.as_mut());
+        let now = Instant::now();
+        if now >= next_store {
+            store_watermarks(&pipeline, source.as_mut());
+            next_store = now + WATERMARK_PERIOD;
+        }
+        if now >= next_check {
+            check_stops(&pipeline);
+            next_check = now + STOP_CHECK;
+        }
+        if now >= next_reclaim {
+            next_reclaim = match reclaim_held(&pipeline, source.as_mut()) {
+                true => {
+                    reclaim_backoff.reset();
+                    now + POLL
+                }
+                false => now + reclaim_backoff.next_delay(),
+            };
+        }
+    }
+    tracing::info!(group = pipeline.group, "consumer stopping: finishing the units in flight");
+    {
+        let mut board = pipeline.board();
+        for work in board.partitions.values_mut() {
+            work.revoking = true;
+        }
+    }
+    if !pipeline.drain(None, pipeline.config.drain_timeout) {
+        tracing::warn!("units still in flight after the drain timeout; they are applied by the next owner");
+    }
+    store_watermarks(&pipeline, source.as_mut());
+    pipeline.close();
+    source.close();
+    tracing::info!(group = pipeline.group, "consumer stopped");
+}
+
+fn store_watermarks(pipeline: &Pipeline, source: &mut dyn Source) {
+    let stored = pipeline.store_watermarks();
+    if pipeline.config.commit_hints {
+        for (partition, next) in stored {
+            source.hint_position(&partition, next);
+        }
+    }
+}
+
+/// Pauses and resumes partitions at the source; returns whether one is paused for
+/// back-pressure.
+fn flow_control(pipeline: &Pipeline, source: &mut dyn Source) -> bool {
+    let max = pipeline.config.max_in_flight.max(1);
+    let mut changes = Vec::new();
+    let mut backpressure = false;
+    {
+        let mut board = pipeline.board();
+        for (partition, work) in board.partitions.iter_mut() {
+            let pending = work.lanes.in_flight();
+            let full = pending >= max || (work.paused && pending > max / 2);
+            let hold = work.held.is_some() || work.fenced;
+            let want_paused = hold || full;
+            backpressure |= full && !hold;
+            if want_paused != work.paused {
+                // A held partition resumes through `reclaim_held` (seek, then resume).
+                if !want_paused && work.held.is_some() {
+                    continue;
+                }
+                work.paused = want_paused;
+                changes.push(match want_paused {
+                    true => Flow::Pause(partition.clone()),
+                    false => Flow::Resume(partition.clone()),
+                });
+            }
+        }
+    }
+    for change in changes {
+        let (result, partition, what) = match change {
+            Flow::Pause(p) => (source.pause(&p), p, "pause"),
+            Flow::Resume(p) => (source.resume(&p), p, "resume"),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, %partition, what, "could not change the partition's flow");
+        }
+    }
+    backpressure
+}
+
+/// Lets stopped lanes and partitions go on once an operator removed their stop.
+fn check_stops(pipeline: &Pipeline) {
+    let watched: Vec<(PartitionId, Vec<String>, bool)> = pipeline
+        .board()
+        .partitions
+        .iter()
+        .filter_map(|(p, w)| {
+            let lanes = w.lanes.stopped();
+            let whole = w.held == Some(Held::Stopped);
+            (!lanes.is_empty() || whole).then(|| (p.clone(), lanes, whole))
+        })
+        .collect();
+    if watched.is_empty() {
+        return;
+    }
+    let Ok(mut conn) = pipeline.pool.get() else {
+        return;
+    };
+    for (partition, lanes, whole) in watched {
+        let stops = match stopped::stops_of(&mut conn, &pipeline.group, &partition) {
+            Ok(stops) => stops,
+            Err(error) => {
+                tracing::warn!(%error, "could not read stops");
+                return;
+            }
+        };
+        let mut board = pipeline.board();
+        let Some(work) = board.partitions.get_mut(&partition) else {
+            continue;
+        };
+        for lane in lanes {
+            if !stops.iter().any(|s| s.lane == lane) {
+                tracing::info!(%partition, lane, "stop removed: the lane goes on");
+                work.failures.clear();
+                work.lanes.unstop(&lane);
+                pipeline.status.flowing(&partition, &lane);
+            }
+        }
+        if whole && !stops.iter().any(|s| s.lane.is_empty()) {
+            tracing::info!(%partition, "stop removed: the partition is positioned again");
+            work.held = Some(Held::Unpositioned);
+            pipeline.status.flowing(&partition, "");
+        }
+        drop(board);
+        pipeline.notify_work();
+    }
+}
+
+/// Claims held-for-position partitions again and, once positioned, seeks and resumes them.
+/// Returns true when none is left waiting for its position.
+fn reclaim_held(pipeline: &Pipeline, source: &mut dyn Source) -> bool {
+    let held: Vec<PartitionId> = pipeline
+        .board()
+        .partitions
+        .iter()
+        .filter(|(_, w)| w.held == Some(Held::Unpositioned))
+        .map(|(p, _)| p.clone())
+        .collect();
+    let mut all = true;
+    for partition in held {
+        let cell = std::cell::RefCell::new(&mut *source);
+        let bounds = |p: &PartitionId| cell.borrow_mut().bounds(p);
+        let start = pipeline.claim(&partition, &bounds);
+        drop(cell);
+        match start {
+            Some(start) => match source.seek(&partition, start) {
+                Ok(()) => {
+                    if let Some(work) = pipeline.board().partitions.get_mut(&partition) {
+                        work.paused = false;
+                    }
+                    tracing::info!(%partition, ?start, "stored position read; partition resumed");
+                }
+                Err(error) => {
+                    tracing::debug!(%error, %partition, "seek not possible yet");
+                    if let Some(work) = pipeline.board().partitions.get_mut(&partition) {
+                        work.held = Some(Held::Unpositioned);
+                    }
+                    all = false;
+                }
+            },
+            None => {
+                let unpositioned = pipeline
+                    .board()
+                    .partitions
+                    .get(&partition)
+                    .is_some_and(|w| w.held == Some(Held::Unpositioned));
+                all &= !unpositioned;
+            }
+        }
+    }
+    all
+}

@@ -1,0 +1,276 @@
+//! A processor: one thread with its own pooled database connection that takes units from the
+//! pipeline and applies them exactly once (see [`super::apply`]).
+//!
+//! What a failure does: a unit of several messages that fails is rolled back and its messages
+//! go back to their lanes to be applied one at a time, which pins the failure to its message
+//! and lets the others through. A single message that fails holds only its lane: it waits for
+//! its retry (counted failures are persisted), and after the last attempt the failure policy
+//! settles it (stop the lane, dead letter, error event). A database failure is retried with
+//! backoff and never counted. A fenced unit (another member claimed the partition) is dropped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::apply::{apply_unit, synthetic_event_id, Applied, ApplyError, Incoming, UnitContext, UnitFailed};
+use super::exhausted::{settle, Failed, Settled};
+use super::pipeline::{Pipeline, Unit};
+use super::retry::{self, Next};
+use super::status::Stall;
+use super::store;
+use crate::backoff::Backoff;
+use crate::db::DbConn;
+use crate::transport::Message;
+
+/// How long a processor waits for work before it looks at the pipeline's state again.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+
+/// Runs until the pipeline is closed.
+pub(crate) fn run(pipeline: Arc<Pipeline>) {
+    let mut conn: Option<DbConn> = None;
+    let mut outage = Backoff::new(pipeline.config.backoff);
+    while !pipeline.is_closed() {
+        let Some(unit) = pipeline.take(IDLE_WAIT) else {
+            continue;
+        };
+        let connection = match conn.as_mut() {
+            Some(connection) => connection,
+            None => match pipeline.pool.get() {
+                Ok(connection) => conn.insert(connection),
+                Err(error) => {
+                    let delay = outage.next_delay();
+                    tracing::error!(%error, retry_in_ms = delay.as_millis() as u64, "consumer database unavailable; the messages wait");
+                    give_back(&pipeline, unit, Some(Instant::now() + delay), false);
+                    continue;
+                }
+            },
+        };
+        match process(&pipeline, connection, unit, &mut outage) {
+            Keep::Connection => outage.reset(),
+            Keep::Nothing => conn = None,
+        }
+    }
+}
+
+/// Whether the connection is still good after a unit.
+enum Keep {
+    Connection,
+    Nothing,
+}
+
+fn give_back(pipeline: &Pipeline, unit: Unit, retry_at: Option<Instant>, solo: bool) {
+    for (lane, messages) in unit.taken.lanes {
+        pipeline.put_back(&unit.partition, &lane, messages, retry_at, solo);
+    }
+}
+
+fn process(pipeline: &Pipeline, conn: &mut DbConn, unit: Unit, outage: &mut Backoff) -> Keep {
+    let context = UnitContext {
+        group: &pipeline.group,
+        registry: &pipeline.registry,
+        unknown: pipeline.config.unknown_events,
+        partition: &unit.partition,
+        epoch: unit.epoch,
+    };
+    let messages: Vec<&Message> = unit.taken.lanes.iter().flat_map(|(_, ms)| ms).collect();
+    let incoming: Vec<Incoming<'_>> = messages.iter().map(|m| Incoming::of(m)).collect();
+    let result = apply_unit(conn, &context, &incoming, &unit.retried);
+    match result {
+        Ok(outcomes) => {
+            for (message, outcome) in messages.iter().zip(&outcomes) {
+                if *outcome == Applied::Duplicate {
+                    tracing::info!(at = %Incoming::of(message).coordinates, "event already applied (redelivered): skipped");
+                }
+            }
+            drop(incoming);
+            let retried = !unit.retried.is_empty();
+            for (lane, lane_messages) in &unit.taken.lanes {
+                let done: Vec<_> = lane_messages.iter().map(|m| m.position).collect();
+                pipeline.complete(&unit.partition, lane, &done);
+                if retried {
+                    pipeline.status.flowing(&unit.partition, lane);
+                }
+            }
+            if retried {
+                tracing::info!(partition = %unit.partition, "event applied after retries; its lane flows again");
+            }
+            Keep::Connection
+        }
+        Err(UnitFailed { index, error }) => {
+            drop(incoming);
+            failed(pipeline, conn, unit, index, error, outage)
+        }
+    }
+}
+
+fn failed(
+    pipeline: &Pipeline,
+    conn: &mut DbConn,
+    unit: Unit,
+    index: Option<usize>,
+    error: ApplyError,
+    outage: &mut Backoff,
+) -> Keep {
+    match &error {
+        ApplyError::Fenced { partition } => {
+            pipeline.fence(partition);
+            return Keep::Connection;
+        }
+        ApplyError::Database { .. } => {
+            let delay = outage.next_delay();
+            tracing::error!(%error, retry_in_ms = delay.as_millis() as u64, "database error while applying; the messages are tried again (not counted as a failure)");
+            give_back(pipeline, unit, Some(Instant::now() + delay), false);
+            return Keep::Nothing;
+        }
+        _ => {}
+    }
+    let total: usize = unit.taken.lanes.iter().map(|(_, ms)| ms.len()).sum();
+    let panicked = matches!(
+        &error,
+        ApplyError::Dispatch {
+            source: super::handler::DispatchError::Panicked(_),
+            ..
+        }
+    );
+    let keep = if panicked { Keep::Nothing } else { Keep::Connection };
+    if total > 1 || index.is_none() {
+        tracing::debug!(%error, messages = total, "unit rolled back; its messages are applied one at a time");
+        give_back(pipeline, unit, None, true);
+        return keep;
+    }
+    let Unit {
+        partition,
+        epoch,
+        mut taken,
+        ..
+    } = unit;
+    let (lane, mut messages) = taken.lanes.pop().expect("a unit of one message");
+    let message = messages.pop().expect("a unit of one message");
+    let incoming = Incoming::of(&message);
+    let at = incoming.coordinates.clone();
+    let error_text = error.to_string();
+    let stored = match store::count_failure(conn, &pipeline.group, &partition, at.offset, &error_text) {
+        Ok(count) => Some(count),
+        Err(db_error) => {
+            tracing::warn!(error = %db_error, "could not persist the failure count; counting in memory");
+            None
+        }
+    };
+    let failures = pipeline.count_failure(&partition, at.offset, stored);
+    let policy = pipeline.registry.failure_policy(&pipeline.config, &partition.topic);
+    let next = retry::after_failure(
+        failures,
+        failures,
+        true,
+        policy.max_attempts,
+        policy.backoff,
+        0.75 + fastrand::f64() * 0.5,
+    );
+    let stall = Stall {
+        coordinates: at.clone(),
+        lane: lane.clone(),
+        attempts: failures,
+        error: error_text.clone(),
+        since: std::time::SystemTime::now(),
+        stopped: false,
+    };
+    match next {
+        Next::RetryIn(delay) => {
+            tracing::warn!(
+                %at, lane, attempt = failures, max_attempts = policy.max_attempts,
+                retry_in_ms = delay.as_millis() as u64, error = %error_text,
+                "event failed; its lane waits and retries it (other lanes go on)"
+            );
+            pipeline.status.stalled(stall);
+            pipeline.put_back(&partition, &lane, vec![message], Some(Instant::now() + delay), true);
+            keep
+        }
+        Next::Exhaust => {
+            let context = UnitContext {
+                group: &pipeline.group,
+                registry: &pipeline.registry,
+                unknown: pipeline.config.unknown_events,
+                partition: &partition,
+                epoch,
+            };
+            let (event, event_id) = identity_of(&incoming, &error);
+            let headers: Vec<(String, String)> = message
+                .headers
+                .iter()
+                .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+                .collect();
+            let failed = Failed {
+                group: &pipeline.group,
+                message: &incoming,
+                key: message.key.as_deref(),
+                headers,
+                event,
+                consumed_id: event_id
+                    .unwrap_or_else(|| synthetic_event_id(&at.topic, at.partition, at.offset)),
+                event_id,
+                error: error_text.clone(),
+                attempts: failures,
+                lane: &lane,
+            };
+            let settled = settle(conn, &context, &policy.exhausted, &failed);
+            drop(incoming);
+            match settled {
+                Ok(Settled::Stopped) => {
+                    tracing::error!(
+                        %at, lane, attempts = failures, error = %error_text,
+                        "event failed every attempt: its lane is STOPPED (recorded in procon_stopped_partitions); \
+                         the other lanes go on; resume it with `procon resume` or `resume_partition`"
+                    );
+                    pipeline.status.stalled(Stall {
+                        stopped: true,
+                        ..stall
+                    });
+                    pipeline.stop_lane(&partition, &lane, vec![message]);
+                    keep
+                }
+                Ok(settled) => {
+                    match settled {
+                        Settled::DeadLettered => tracing::error!(%at, attempts = failures, error = %error_text, "event failed every attempt: sent to the dead-letter topic; its lane goes on"),
+                        Settled::ErrorEmitted => tracing::error!(%at, attempts = failures, error = %error_text, "event failed every attempt: error event emitted; its lane goes on"),
+                        _ => tracing::info!(%at, "event was applied meanwhile; nothing to settle"),
+                    }
+                    pipeline.status.flowing(&partition, &lane);
+                    pipeline.complete(&partition, &lane, &[message.position]);
+                    keep
+                }
+                Err(ApplyError::Fenced { partition }) => {
+                    pipeline.fence(&partition);
+                    keep
+                }
+                Err(settle_error) => {
+                    let delay = outage.next_delay();
+                    tracing::error!(%at, error = %settle_error, retry_in_ms = delay.as_millis() as u64, "could not settle the failed event; it is tried again");
+                    pipeline.put_back(&partition, &lane, vec![message], Some(Instant::now() + delay), true);
+                    Keep::Nothing
+                }
+            }
+        }
+    }
+}
+
+/// The failed message's event name and id, from the error, the headers or the payload.
+fn identity_of(
+    incoming: &Incoming<'_>,
+    error: &ApplyError,
+) -> (Option<String>, Option<uuid::Uuid>) {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        event: Option<String>,
+        event_id: Option<uuid::Uuid>,
+    }
+    let head: Option<Head> = serde_json::from_slice(incoming.payload).ok();
+    let event = error
+        .event()
+        .map(str::to_owned)
+        .or_else(|| incoming.event_header.map(str::to_owned))
+        .or_else(|| head.as_ref().and_then(|h| h.event.clone()));
+    let event_id = incoming
+        .event_id_header
+        .and_then(|h| uuid::Uuid::parse_str(h).ok())
+        .or_else(|| head.and_then(|h| h.event_id));
+    (event, event_id)
+}

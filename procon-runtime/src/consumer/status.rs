@@ -1,0 +1,104 @@
+//! What a running consumer shows its operator: the partitions it owns and the messages it is
+//! held on. Kept apart from the pipeline's lock, so reading it never waits for a handler (a
+//! handler may read it too).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use super::handler::Coordinates;
+use super::stopped::StoppedPartition;
+use crate::transport::PartitionId;
+
+/// A message the consumer is held on: failing and waiting for its retry, or stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stall {
+    /// Where the failing message is.
+    pub coordinates: Coordinates,
+    /// The lane it holds: `""` for the whole partition, `key:<key>` for one key.
+    pub lane: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// The last error, naming the event.
+    pub error: String,
+    /// When this member saw it fail first (or found it stopped).
+    pub since: std::time::SystemTime,
+    /// The attempts are exhausted and the lane (or partition) is stopped until resumed.
+    pub stopped: bool,
+}
+
+impl Stall {
+    pub(crate) fn of_stop(stop: &StoppedPartition) -> Self {
+        Stall {
+            coordinates: Coordinates {
+                topic: stop.topic.clone(),
+                partition: stop.partition,
+                offset: stop.offset,
+            },
+            lane: stop.lane.clone(),
+            attempts: u32::try_from(stop.attempts).unwrap_or(0),
+            error: stop.error.clone(),
+            since: std::time::SystemTime::now(),
+            stopped: true,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    assigned: BTreeSet<PartitionId>,
+    stalls: BTreeMap<(PartitionId, String), Stall>,
+}
+
+/// A consumer's state for status calls; cheap to clone, safe to call from anywhere.
+#[derive(Debug, Clone, Default)]
+pub struct Status(Arc<Mutex<Inner>>);
+
+impl Status {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn assigned(&self, partition: &PartitionId, owned: bool) {
+        let mut inner = self.inner();
+        if owned {
+            inner.assigned.insert(partition.clone());
+        } else {
+            inner.assigned.remove(partition);
+            inner.stalls.retain(|(p, _), _| p != partition);
+        }
+    }
+
+    pub(crate) fn stalled(&self, stall: Stall) {
+        let key = (
+            PartitionId::new(stall.coordinates.topic.clone(), stall.coordinates.partition),
+            stall.lane.clone(),
+        );
+        let mut inner = self.inner();
+        let since = inner.stalls.get(&key).map(|s| s.since);
+        let stall = Stall {
+            since: since.unwrap_or(stall.since),
+            ..stall
+        };
+        inner.stalls.insert(key, stall);
+    }
+
+    pub(crate) fn flowing(&self, partition: &PartitionId, lane: &str) {
+        self.inner()
+            .stalls
+            .remove(&(partition.clone(), lane.to_owned()));
+    }
+
+    /// The partitions this member owns now, as (topic, partition).
+    pub fn assigned_partitions(&self) -> Vec<(String, i32)> {
+        self.inner()
+            .assigned
+            .iter()
+            .map(|p| (p.topic.clone(), p.partition))
+            .collect()
+    }
+
+    /// The messages this member is held on, by partition and lane.
+    pub fn stalls(&self) -> Vec<Stall> {
+        self.inner().stalls.values().cloned().collect()
+    }
+}
