@@ -145,7 +145,8 @@ async fn raw_producer(
     count: i64,
 ) -> Result<f64, BoxError> {
     let config = procon::Config::new("postgres://unused@127.0.0.1/unused", brokers);
-    let producer: FutureProducer = procon::runtime::transport::kafka::producer_config(&config).create()?;
+    let producer: FutureProducer =
+        procon::runtime::transport::kafka::producer_config(&config).create()?;
     let started = Instant::now();
     let mut deliveries = Vec::with_capacity(count as usize);
     for i in 0..count {

@@ -121,3 +121,79 @@ async fn broker_delivers_every_message_once_in_order_per_key_to_a_group() {
         break;
     }
 }
+
+#[allow(clippy::result_large_err)] // rdkafka's send_result returns the record on error
+/// The consumer's out-of-range check reads the log's range with ListOffsets: it must report
+/// the offset after the last record, whether records came one per batch or many per batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_reports_the_log_range_after_batched_and_single_produces() {
+    let topic = unique_topic("blackbox-watermarks");
+    create_topic(&brokers(), &topic, 1).await;
+    let batched: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", "50")
+        .create()
+        .unwrap();
+    let payloads: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    let sends: Vec<_> = payloads
+        .iter()
+        .map(|payload| {
+            batched.send_result(
+                FutureRecord::<str, str>::to(&topic)
+                    .payload(payload)
+                    .partition(0),
+            )
+        })
+        .collect();
+    for send in sends {
+        send.unwrap().await.unwrap().unwrap();
+    }
+    for i in 0..3 {
+        let payload = format!("single{i}");
+        batched
+            .send(
+                FutureRecord::<str, str>::to(&topic)
+                    .payload(&payload)
+                    .partition(0),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let consumer = group_consumer(&unique_topic("blackbox-watermarks-group"), &topic);
+    let (low, high) = consumer
+        .fetch_watermarks(&topic, 0, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!((low, high), (0, 13), "the log range of 13 records");
+
+    // The same from an idempotent producer (the relay's).
+    let topic = unique_topic("blackbox-watermarks-idempotent");
+    create_topic(&brokers(), &topic, 1).await;
+    let idempotent: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "50")
+        .create()
+        .unwrap();
+    let sends: Vec<_> = payloads
+        .iter()
+        .map(|payload| {
+            idempotent.send_result(
+                FutureRecord::<str, str>::to(&topic)
+                    .payload(payload)
+                    .partition(0),
+            )
+        })
+        .collect();
+    for send in sends {
+        send.unwrap().await.unwrap().unwrap();
+    }
+    let (low, high) = consumer
+        .fetch_watermarks(&topic, 0, Duration::from_secs(10))
+        .unwrap();
+    // tansu 0.6.0 quirk, pinned: the log end after an idempotent producer's batch is the
+    // batch count, not the offset after its last record. procon's out-of-range check reads
+    // this value, so tests against tansu switch it off (`consumer.check_position_range`) except
+    // where they write with a plain producer; a real Kafka broker answers 10 here.
+    assert_eq!((low, high), (0, 1), "tansu's idempotent-batch log end");
+}

@@ -83,6 +83,11 @@ pub struct ConsumerConfig {
     /// How long a revoked partition's in-flight work may take to finish before the partition
     /// is released anyway (its unfinished messages are applied by the next owner). Default 10 s.
     pub drain_timeout: Duration,
+    /// Check a claimed partition's stored position against the log's range (a position
+    /// beyond the end or below the start stops the partition instead of being passed over).
+    /// Default `true`; switch it off only for a broker whose reported range is wrong (the
+    /// test broker tansu after idempotent batches).
+    pub check_position_range: bool,
 }
 
 /// The lane of a message: messages of one lane are applied one after the other, in position
@@ -162,6 +167,7 @@ impl Default for ConsumerConfig {
             max_in_flight: 1000,
             partition_by: PartitionBy::Key,
             drain_timeout: Duration::from_secs(10),
+            check_position_range: true,
             failure: FailurePolicy::default(),
             failure_by_topic: BTreeMap::new(),
         }
@@ -359,6 +365,7 @@ impl Config {
     /// | `PROCON_CONSUMER_CONCURRENCY` | processors (database connections), default 8 |
     /// | `PROCON_CONSUMER_MAX_IN_FLIGHT` | unapplied messages per partition, default 1000 |
     /// | `PROCON_CONSUMER_PARTITION_BY` | `key` (default) or `partition` |
+    /// | `PROCON_CONSUMER_CHECK_POSITION_RANGE` | check stored positions against the log, default `true` |
     /// | `PROCON_CONSUMER_MAX_ATTEMPTS` | attempts before the failure policy applies, default 10 |
     /// | `PROCON_CONSUMER_ON_FAILURE` | `stop` (default), `dead_letter` or `error_event` |
     /// | `PROCON_CONSUMER_COMMIT_HINTS` | also commit positions to Kafka, default `true` |
@@ -456,6 +463,9 @@ impl Config {
                     ))
                 }
             };
+        }
+        if let Some(v) = vars.get("PROCON_CONSUMER_CHECK_POSITION_RANGE") {
+            consumer.check_position_range = parse("PROCON_CONSUMER_CHECK_POSITION_RANGE", v)?;
         }
         if let Some(v) = vars.get("PROCON_CONSUMER_MAX_ATTEMPTS") {
             consumer.failure.max_attempts = parse("PROCON_CONSUMER_MAX_ATTEMPTS", v)?;

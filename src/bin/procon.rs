@@ -149,7 +149,11 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                 println!("no stopped partition");
             }
             for s in stopped {
-                let lane = if s.lane.is_empty() { "whole partition" } else { s.lane.as_str() };
+                let lane = if s.lane.is_empty() {
+                    "whole partition"
+                } else {
+                    s.lane.as_str()
+                };
                 println!(
                     "{} {}[{}] ({lane})@{} event {} ({}) after {} attempts since {}: {}",
                     s.group_id,
@@ -182,9 +186,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                 _ => procon::Resume::Retry,
             };
             let resumed = match &lane {
-                Some(lane) => {
-                    procon::resume_lane(&mut conn, &group, &topic, partition, lane, how)?
-                }
+                Some(lane) => procon::resume_lane(&mut conn, &group, &topic, partition, lane, how)?,
                 None => procon::resume_partition(&mut conn, &group, &topic, partition, how)?,
             };
             if resumed.is_empty() {
@@ -200,8 +202,15 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                     (procon::Resume::Reset, Some(_)) => "reset",
                     _ => "will be retried",
                 };
-                let lane = if s.lane.is_empty() { "whole partition" } else { s.lane.as_str() };
-                println!("resumed {topic}[{partition}] ({lane}): offset {} {what}", s.offset);
+                let lane = if s.lane.is_empty() {
+                    "whole partition"
+                } else {
+                    s.lane.as_str()
+                };
+                println!(
+                    "resumed {topic}[{partition}] ({lane}): offset {} {what}",
+                    s.offset
+                );
             }
             Ok(())
         }

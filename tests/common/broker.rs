@@ -62,6 +62,8 @@ pub struct Received {
     pub partition: i32,
     pub offset: i64,
     pub key: String,
+    /// The key's bytes as sent.
+    pub raw_key: Vec<u8>,
     pub payload: serde_json::Value,
     pub headers: BTreeMap<String, String>,
     /// The message's timestamp (CreateTime: when the producer sent it), in ms.
@@ -75,6 +77,11 @@ impl Received {
             .get("procon-event-id")
             .map(String::as_str)
             .unwrap_or("")
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
     }
 }
 
@@ -175,6 +182,7 @@ impl Collector {
                     .key()
                     .map(|k| String::from_utf8_lossy(k).into_owned())
                     .unwrap_or_default(),
+                raw_key: message.key().map(<[u8]>::to_vec).unwrap_or_default(),
                 payload: payload.unwrap_or(serde_json::Value::Null),
                 headers,
                 timestamp_ms: message.timestamp().to_millis(),

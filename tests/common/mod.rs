@@ -59,6 +59,8 @@ pub fn consumer_config(
     if let Ok(debug) = std::env::var("PROCON_TEST_KAFKA_DEBUG") {
         config.consumer.kafka.insert("debug".to_owned(), debug);
     }
+    // tansu misreports the log end after idempotent batches (see tests/broker_blackbox.rs).
+    config.consumer.check_position_range = false;
     config.consumer.backoff.initial = Duration::from_millis(100);
     config.consumer.backoff.max = Duration::from_secs(1);
     config

@@ -34,6 +34,7 @@ pub fn spawn_consumer(db_url: &str, brokers: &str, group: &str, topic: &str, nam
         .env("PROCON_SERVICE_NAME", group)
         .env("PROCON_RELAY_ENABLED", "false")
         .env("PROCON_CONSUMER_COMMIT_HINTS", "false")
+        .env("PROCON_CONSUMER_CHECK_POSITION_RANGE", "false")
         .env("PROCON_KAFKA_RECONNECT_BACKOFF_MAX_MS", "500")
         .env("LEDGER_TOPIC", topic)
         .env("RUST_LOG", "info")

@@ -237,7 +237,11 @@ fn identify<'m, 'a>(
         .and_then(|h| Uuid::parse_str(h).ok())
         .or_else(|| head.as_ref().and_then(|h| h.event_id))
         .unwrap_or_else(|| {
-            synthetic_event_id(&coordinates.topic, coordinates.partition, coordinates.offset)
+            synthetic_event_id(
+                &coordinates.topic,
+                coordinates.partition,
+                coordinates.offset,
+            )
         });
     let registration = registry.handler(&coordinates.topic, &event);
     if registration.is_none() && unknown == UnknownEvents::Stop {
@@ -317,11 +321,12 @@ pub(crate) fn apply_unit(
             let applied = match item.registration {
                 _ if !fresh => Applied::Duplicate,
                 Some(registration) => {
-                    run_handler(conn, unit.group, item, registration, &mut after_commit)
-                        .map_err(|error| UnitFailed {
+                    run_handler(conn, unit.group, item, registration, &mut after_commit).map_err(
+                        |error| UnitFailed {
                             index: Some(index),
                             error,
-                        })?;
+                        },
+                    )?;
                     Applied::Handled
                 }
                 None => Applied::NoHandler,

@@ -123,8 +123,8 @@ pub(crate) fn settle(
                     .unwrap_or_else(|| format!("{}.errors", at.topic)),
             ),
         };
-        let fresh = store::record_events(conn, failed.group, &[failed.consumed_id])
-            .map_err(database)?;
+        let fresh =
+            store::record_events(conn, failed.group, &[failed.consumed_id]).map_err(database)?;
         if fresh.is_empty() {
             return Ok(Settled::AlreadyApplied);
         }
@@ -259,9 +259,18 @@ fn write_error_event(
     )
 }
 
+/// The key as text for the outbox's `message_key`: itself when it is text PostgreSQL can
+/// store, else `0x<hex>` (the bytes themselves travel in `raw_key`).
 fn key_text(key: Option<&[u8]>) -> String {
-    key.map(|k| String::from_utf8_lossy(k).into_owned())
-        .unwrap_or_default()
+    match key.map(std::str::from_utf8) {
+        None => String::new(),
+        Some(Ok(text)) if !text.contains('\0') => text.to_owned(),
+        Some(_) => {
+            let bytes = key.unwrap_or_default();
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            format!("0x{hex}")
+        }
+    }
 }
 
 struct Row<'a> {

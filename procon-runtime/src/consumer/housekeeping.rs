@@ -46,5 +46,9 @@ fn forget_old_events(pipeline: &Pipeline, stop: &AtomicBool) {
             }
         }
     }
-    tracing::debug!(forgotten = total, group = pipeline.group, "expired applied-event ids deleted");
+    tracing::debug!(
+        forgotten = total,
+        group = pipeline.group,
+        "expired applied-event ids deleted"
+    );
 }

@@ -63,7 +63,10 @@ pub(crate) fn run(pipeline: Arc<Pipeline>, mut source: Box<dyn Source>, stop: Ar
             };
         }
     }
-    tracing::info!(group = pipeline.group, "consumer stopping: finishing the units in flight");
+    tracing::info!(
+        group = pipeline.group,
+        "consumer stopping: finishing the units in flight"
+    );
     {
         let mut board = pipeline.board();
         for work in board.partitions.values_mut() {
@@ -71,7 +74,9 @@ pub(crate) fn run(pipeline: Arc<Pipeline>, mut source: Box<dyn Source>, stop: Ar
         }
     }
     if !pipeline.drain(None, pipeline.config.drain_timeout) {
-        tracing::warn!("units still in flight after the drain timeout; they are applied by the next owner");
+        tracing::warn!(
+            "units still in flight after the drain timeout; they are applied by the next owner"
+        );
     }
     store_watermarks(&pipeline, source.as_mut());
     pipeline.close();
@@ -175,22 +180,24 @@ fn check_stops(pipeline: &Pipeline) {
     }
 }
 
-/// Claims held-for-position partitions again and, once positioned, seeks and resumes them.
+/// Claims partitions held for their position again (unreadable, or not yet checked against the
+/// log's range) and, once positioned, seeks and resumes them.
 /// Returns true when none is left waiting for its position.
 fn reclaim_held(pipeline: &Pipeline, source: &mut dyn Source) -> bool {
     let held: Vec<PartitionId> = pipeline
         .board()
         .partitions
         .iter()
-        .filter(|(_, w)| w.held == Some(Held::Unpositioned))
+        .filter(|(_, w)| matches!(w.held, Some(Held::Unpositioned | Held::Unchecked)))
         .map(|(p, _)| p.clone())
         .collect();
     let mut all = true;
     for partition in held {
-        let cell = std::cell::RefCell::new(&mut *source);
-        let bounds = |p: &PartitionId| cell.borrow_mut().bounds(p);
-        let start = pipeline.claim(&partition, &bounds);
-        drop(cell);
+        let start = {
+            let cell = std::cell::RefCell::new(&mut *source);
+            let bounds = |p: &PartitionId| cell.borrow_mut().bounds(p);
+            pipeline.claim(&partition, &bounds, true)
+        };
         match start {
             Some(start) => match source.seek(&partition, start) {
                 Ok(()) => {

@@ -187,7 +187,8 @@ impl<M> Lanes<M> {
 
     /// `done` messages of `lane` were applied (or settled): the lane is free again.
     pub(crate) fn complete(&mut self, lane: &str, done: usize) {
-        self.in_flight -= done;
+        // Saturating: a fenced partition's lanes were dropped while a unit was out.
+        self.in_flight = self.in_flight.saturating_sub(done);
         if let Some(entry) = self.release(lane) {
             entry.solo = false;
         }
@@ -302,7 +303,11 @@ mod tests {
         let t = l.take(10, 1).unwrap();
         assert_eq!(flat(&t), vec![("b".into(), vec![4])]);
         let t = l.take(10, 5).unwrap();
-        assert_eq!(flat(&t), vec![("c".into(), vec![5])], "a is busy with 3 still queued");
+        assert_eq!(
+            flat(&t),
+            vec![("c".into(), vec![5])],
+            "a is busy with 3 still queued"
+        );
     }
 
     #[test]
@@ -315,7 +320,11 @@ mod tests {
         l.put_back("a", vec![1, 2], None, true);
         l.put_back("b", vec![3], None, true);
         let t = l.take(10, 10).unwrap();
-        assert_eq!(flat(&t), vec![("a".into(), vec![1])], "a solo lane goes alone");
+        assert_eq!(
+            flat(&t),
+            vec![("a".into(), vec![1])],
+            "a solo lane goes alone"
+        );
         let t = l.take(10, 10).unwrap();
         assert_eq!(flat(&t), vec![("b".into(), vec![3])]);
         // a's message fails alone: it waits, b's next message flows.
@@ -328,7 +337,11 @@ mod tests {
         assert!(!l.has_ready());
         assert_eq!(l.wake_due(now + Duration::from_secs(1)), None);
         let t = l.take(10, 10).unwrap();
-        assert_eq!(flat(&t), vec![("a".into(), vec![1])], "the retry goes alone");
+        assert_eq!(
+            flat(&t),
+            vec![("a".into(), vec![1])],
+            "the retry goes alone"
+        );
         l.complete("a", 1);
         let t = l.take(10, 10).unwrap();
         assert_eq!(flat(&t), vec![("a".into(), vec![2])]);

@@ -3,8 +3,8 @@
 //! Job: read the topics handlers are registered for, and apply each message exactly once to
 //! this service's database, many at a time.
 //!
-//! Reading path: [`prepare`] builds the handler registry, the connection pool, the
-//! [`pipeline::Pipeline`] and the transport source; `run` starts `concurrency` processors
+//! Reading path: `prepare` builds the handler registry, the connection pool, the
+//! `pipeline::Pipeline` and the transport source; `run` starts `concurrency` processors
 //! (`processor`), the housekeeping thread, and runs the intake loop (`intake`) on the calling
 //! thread. The source positions and releases partitions through the pipeline
 //! (`pipeline::PipelineOwnership`).

@@ -19,12 +19,14 @@ use std::time::{Duration, Instant};
 use super::apply::Registry;
 use super::lanes::{Lanes, Taken};
 use super::status::{Stall, Status};
-use super::store::{self, Claim};
 use super::stopped::{self, StoppedPartition};
+use super::store::{self, Claim};
 use super::watermark::Watermark;
 use crate::config::ConsumerConfig;
 use crate::db::DbPool;
-use crate::transport::{Bounds, Message, Ownership, PartitionId, Position, StartAt, TransportError};
+use crate::transport::{
+    Bounds, Message, Ownership, PartitionId, Position, StartAt, TransportError,
+};
 
 /// Why a claimed partition is held at the source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,9 @@ pub(crate) enum Held {
     /// Stopped as a whole (out-of-range position, or `partition_by = partition`): until the
     /// stop's row is removed.
     Stopped,
+    /// Its stored position still has to be checked against the log's range, which the intake
+    /// does outside the transport's assignment callback before it seeks and resumes.
+    Unchecked,
 }
 
 /// One assigned partition's work.
@@ -224,7 +229,9 @@ impl Pipeline {
                     taken,
                     retried,
                 };
-                board.turn.rotate_left((index + 1) % partitions.len().max(1));
+                board
+                    .turn
+                    .rotate_left((index + 1) % partitions.len().max(1));
                 return Some(unit);
             }
             let now = Instant::now();
@@ -232,7 +239,9 @@ impl Pipeline {
                 return None;
             }
             let until = next_retry.map_or(deadline, |at| at.min(deadline));
-            let timeout = until.saturating_duration_since(now).max(Duration::from_millis(1));
+            let timeout = until
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1));
             board = self
                 .work
                 .wait_timeout(board, timeout)
@@ -306,7 +315,12 @@ impl Pipeline {
     }
 
     /// Counts one failed attempt of the message at `offset`; returns the counted failures.
-    pub(crate) fn count_failure(&self, partition: &PartitionId, offset: i64, stored: Option<u32>) -> u32 {
+    pub(crate) fn count_failure(
+        &self,
+        partition: &PartitionId,
+        offset: i64,
+        stored: Option<u32>,
+    ) -> u32 {
         let mut board = self.board();
         let Some(work) = board.partitions.get_mut(partition) else {
             return stored.unwrap_or(1);
@@ -377,7 +391,13 @@ impl Pipeline {
         };
         let mut stored = Vec::new();
         for (partition, epoch, next) in changed {
-            match store::store_watermark(&mut conn, &self.group, &partition, epoch, next.as_offset()) {
+            match store::store_watermark(
+                &mut conn,
+                &self.group,
+                &partition,
+                epoch,
+                next.as_offset(),
+            ) {
                 Ok(true) => {
                     if let Some(work) = self.board().partitions.get_mut(&partition) {
                         work.stored = Some(next);
@@ -401,8 +421,9 @@ impl Pipeline {
         &self,
         partition: &PartitionId,
         bounds: &dyn Fn(&PartitionId) -> Result<Bounds, TransportError>,
+        check_range: bool,
     ) -> Option<StartAt> {
-        match self.try_claim(partition, bounds) {
+        match self.try_claim(partition, bounds, check_range) {
             Ok((work, start)) => {
                 let held = work.held.clone();
                 self.board().partitions.insert(partition.clone(), work);
@@ -412,6 +433,10 @@ impl Pipeline {
                         tracing::info!(%partition, ?start, "partition claimed");
                         Some(start)
                     }
+                    Some(Held::Unchecked) => {
+                        tracing::debug!(%partition, "partition claimed; its position is checked before it flows");
+                        None
+                    }
                     Some(held) => {
                         tracing::warn!(%partition, ?held, "partition claimed but held: see the stop record");
                         None
@@ -420,7 +445,13 @@ impl Pipeline {
             }
             Err(error) => {
                 tracing::error!(%error, %partition, "could not claim the partition (reading its stored position); it stays paused until the database answers");
-                let mut work = PartitionWork::new(Claim { next_offset: -1, epoch: -1 }, None);
+                let mut work = PartitionWork::new(
+                    Claim {
+                        next_offset: -1,
+                        epoch: -1,
+                    },
+                    None,
+                );
                 work.held = Some(Held::Unpositioned);
                 work.paused = true;
                 self.board().partitions.insert(partition.clone(), work);
@@ -434,6 +465,7 @@ impl Pipeline {
         &self,
         partition: &PartitionId,
         bounds: &dyn Fn(&PartitionId) -> Result<Bounds, TransportError>,
+        check_range: bool,
     ) -> Result<(PartitionWork, StartAt), ClaimError> {
         let mut conn = self.pool.get()?;
         let claim = store::claim(&mut conn, &self.group, partition)?;
@@ -443,21 +475,19 @@ impl Pipeline {
             work.failures
                 .insert(failure.offset, u32::try_from(failure.attempts).unwrap_or(0));
         }
-        let mut stops = stopped::stops_of(&mut conn, &self.group, partition)?;
         if let Some(stored) = start {
-            match bounds(partition) {
-                Ok(range) => {
-                    if let Some(stop) = out_of_range(&self.group, partition, stored, range) {
-                        tracing::error!(%partition, error = stop.error, "stored position outside the log: partition STOPPED; accept the proposed position with `procon resume {} {} --reset`", partition.topic, partition.partition);
-                        stopped::record_stop(&mut conn, &stop)?;
-                        stops.push(stop);
-                    }
+            match check_range {
+                true if self.config.check_position_range => {
+                    self.check_range(&mut conn, partition, stored, bounds(partition))?
                 }
-                Err(error) => {
-                    tracing::warn!(%error, %partition, "could not read the partition's range; its stored position is not checked against it");
+                true => {}
+                false => {
+                    work.held = Some(Held::Unchecked);
+                    work.paused = true;
                 }
             }
         }
+        let stops = stopped::stops_of(&mut conn, &self.group, partition)?;
         for stop in &stops {
             if stop.lane.is_empty() {
                 work.held = Some(Held::Stopped);
@@ -469,6 +499,30 @@ impl Pipeline {
         }
         let start = start.map_or(StartAt::Beginning, StartAt::At);
         Ok((work, start))
+    }
+
+    /// Checks a stored position against the log's range; an out-of-range one is recorded as a
+    /// stop of the whole partition (with the proposed reset), which the caller then reads with
+    /// the partition's other stops.
+    fn check_range(
+        &self,
+        conn: &mut crate::db::DbConn,
+        partition: &PartitionId,
+        stored: Position,
+        range: Result<Bounds, TransportError>,
+    ) -> Result<(), ClaimError> {
+        match range {
+            Ok(range) => {
+                if let Some(stop) = out_of_range(&self.group, partition, stored, range) {
+                    tracing::error!(%partition, error = stop.error, "stored position outside the log: partition STOPPED; accept the proposed position with `procon resume {} {} --reset`", partition.topic, partition.partition);
+                    stopped::record_stop(conn, &stop)?;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, %partition, "could not read the partition's range; its stored position is not checked against it");
+            }
+        }
+        Ok(())
     }
 
     /// Releases revoked partitions: no new work, wait for busy lanes (bounded), store the
@@ -557,7 +611,12 @@ impl Ownership for PipelineOwnership {
         partitions: &[PartitionId],
         bounds: &dyn Fn(&PartitionId) -> Result<Bounds, TransportError>,
     ) -> Vec<Option<StartAt>> {
-        partitions.iter().map(|p| self.0.claim(p, bounds)).collect()
+        // The range is checked by the intake, outside the callback: a ListOffsets request made
+        // from inside librdkafka's rebalance callback was answered with a wrong log end.
+        partitions
+            .iter()
+            .map(|p| self.0.claim(p, bounds, false))
+            .collect()
     }
 
     fn revoked(&self, partitions: &[PartitionId]) {
@@ -583,10 +642,18 @@ mod tests {
         assert!(out_of_range("g", &p, Position::offset(0), range(0, 5)).is_none());
         let beyond = out_of_range("g", &p, Position::offset(1000), range(0, 5)).unwrap();
         assert_eq!(beyond.reset_to, Some(5));
-        assert!(beyond.error.contains("beyond the log end 5"), "{}", beyond.error);
+        assert!(
+            beyond.error.contains("beyond the log end 5"),
+            "{}",
+            beyond.error
+        );
         let below = out_of_range("g", &p, Position::offset(3), range(10, 20)).unwrap();
         assert_eq!(below.reset_to, Some(10));
-        assert!(below.error.contains("below the log start 10"), "{}", below.error);
+        assert!(
+            below.error.contains("below the log start 10"),
+            "{}",
+            below.error
+        );
         assert_eq!(below.lane, "", "the whole partition is held");
     }
 }

@@ -11,7 +11,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::apply::{apply_unit, synthetic_event_id, Applied, ApplyError, Incoming, UnitContext, UnitFailed};
+use super::apply::{
+    apply_unit, synthetic_event_id, Applied, ApplyError, Incoming, UnitContext, UnitFailed,
+};
 use super::exhausted::{settle, Failed, Settled};
 use super::pipeline::{Pipeline, Unit};
 use super::retry::{self, Next};
@@ -131,7 +133,11 @@ fn failed(
             ..
         }
     );
-    let keep = if panicked { Keep::Nothing } else { Keep::Connection };
+    let keep = if panicked {
+        Keep::Nothing
+    } else {
+        Keep::Connection
+    };
     if total > 1 || index.is_none() {
         tracing::debug!(%error, messages = total, "unit rolled back; its messages are applied one at a time");
         give_back(pipeline, unit, None, true);
@@ -148,7 +154,13 @@ fn failed(
     let incoming = Incoming::of(&message);
     let at = incoming.coordinates.clone();
     let error_text = error.to_string();
-    let stored = match store::count_failure(conn, &pipeline.group, &partition, at.offset, &error_text) {
+    let stored = match store::count_failure(
+        conn,
+        &pipeline.group,
+        &partition,
+        at.offset,
+        &error_text,
+    ) {
         Ok(count) => Some(count),
         Err(db_error) => {
             tracing::warn!(error = %db_error, "could not persist the failure count; counting in memory");
@@ -156,7 +168,9 @@ fn failed(
         }
     };
     let failures = pipeline.count_failure(&partition, at.offset, stored);
-    let policy = pipeline.registry.failure_policy(&pipeline.config, &partition.topic);
+    let policy = pipeline
+        .registry
+        .failure_policy(&pipeline.config, &partition.topic);
     let next = retry::after_failure(
         failures,
         failures,
@@ -181,7 +195,13 @@ fn failed(
                 "event failed; its lane waits and retries it (other lanes go on)"
             );
             pipeline.status.stalled(stall);
-            pipeline.put_back(&partition, &lane, vec![message], Some(Instant::now() + delay), true);
+            pipeline.put_back(
+                &partition,
+                &lane,
+                vec![message],
+                Some(Instant::now() + delay),
+                true,
+            );
             keep
         }
         Next::Exhaust => {
@@ -229,8 +249,12 @@ fn failed(
                 }
                 Ok(settled) => {
                     match settled {
-                        Settled::DeadLettered => tracing::error!(%at, attempts = failures, error = %error_text, "event failed every attempt: sent to the dead-letter topic; its lane goes on"),
-                        Settled::ErrorEmitted => tracing::error!(%at, attempts = failures, error = %error_text, "event failed every attempt: error event emitted; its lane goes on"),
+                        Settled::DeadLettered => {
+                            tracing::error!(%at, attempts = failures, error = %error_text, "event failed every attempt: sent to the dead-letter topic; its lane goes on")
+                        }
+                        Settled::ErrorEmitted => {
+                            tracing::error!(%at, attempts = failures, error = %error_text, "event failed every attempt: error event emitted; its lane goes on")
+                        }
                         _ => tracing::info!(%at, "event was applied meanwhile; nothing to settle"),
                     }
                     pipeline.status.flowing(&partition, &lane);
@@ -244,7 +268,13 @@ fn failed(
                 Err(settle_error) => {
                     let delay = outage.next_delay();
                     tracing::error!(%at, error = %settle_error, retry_in_ms = delay.as_millis() as u64, "could not settle the failed event; it is tried again");
-                    pipeline.put_back(&partition, &lane, vec![message], Some(Instant::now() + delay), true);
+                    pipeline.put_back(
+                        &partition,
+                        &lane,
+                        vec![message],
+                        Some(Instant::now() + delay),
+                        true,
+                    );
                     Keep::Nothing
                 }
             }

@@ -80,12 +80,20 @@ mod tests {
         }
         w.done(p(11));
         w.done(p(12));
-        assert_eq!(w.next(), Some(p(10)), "10 still pending holds the watermark");
+        assert_eq!(
+            w.next(),
+            Some(p(10)),
+            "10 still pending holds the watermark"
+        );
         w.done(p(10));
         assert_eq!(w.next(), Some(p(13)));
         w.done(p(13));
         w.done(p(14));
-        assert_eq!(w.next(), Some(p(15)), "nothing pending: after the last received");
+        assert_eq!(
+            w.next(),
+            Some(p(15)),
+            "nothing pending: after the last received"
+        );
         assert_eq!(w.pending(), 0);
     }
 

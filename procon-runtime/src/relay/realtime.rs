@@ -10,9 +10,9 @@ use super::order::Outcome;
 use super::publisher;
 use super::source::{OutboxRow, OutboxSource, RealtimeRow, SourceError};
 use crate::config::RelayConfig;
-use crate::transport::Publisher;
 use crate::realtime::throttle::{Latest, Throttle};
 use crate::realtime::REALTIME_EVENT;
+use crate::transport::Publisher;
 
 /// Throttle state of one relay session (windows restart with the relay).
 pub(crate) struct RealtimeRelay {

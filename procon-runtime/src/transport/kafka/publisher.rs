@@ -25,15 +25,15 @@ impl KafkaPublisher {
 
 impl Publisher for KafkaPublisher {
     fn send(&self, record: Record<'_>) -> Result<Delivery, SendError> {
-        let headers = record
-            .headers
-            .iter()
-            .fold(OwnedHeaders::new_with_capacity(record.headers.len()), |set, (key, value)| {
+        let headers = record.headers.iter().fold(
+            OwnedHeaders::new_with_capacity(record.headers.len()),
+            |set, (key, value)| {
                 set.insert(Header {
                     key,
                     value: Some(*value),
                 })
-            });
+            },
+        );
         let future = FutureRecord::to(record.topic)
             .key(record.key)
             .payload(record.payload)

@@ -152,7 +152,12 @@ fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> Message {
         .headers()
         .map(|hs| {
             hs.iter()
-                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -196,15 +201,21 @@ impl Source for KafkaSource {
             StartAt::Beginning => Offset::Beginning,
             StartAt::At(position) => Offset::Offset(position.as_offset()),
         };
-        self.consumer
-            .seek(&partition.topic, partition.partition, offset, Duration::from_secs(1))?;
+        self.consumer.seek(
+            &partition.topic,
+            partition.partition,
+            offset,
+            Duration::from_secs(1),
+        )?;
         self.resume(partition)
     }
 
     fn bounds(&mut self, partition: &PartitionId) -> Result<Bounds, TransportError> {
-        let (low, high) =
-            self.consumer
-                .fetch_watermarks(&partition.topic, partition.partition, BOUNDS_TIMEOUT)?;
+        let (low, high) = self.consumer.fetch_watermarks(
+            &partition.topic,
+            partition.partition,
+            BOUNDS_TIMEOUT,
+        )?;
         Ok(Bounds {
             low: Position::offset(low),
             high: Position::offset(high),
@@ -221,7 +232,11 @@ impl Source for KafkaSource {
         self.consumer.unsubscribe();
         // Poll until the revocation callback ran (it drains the pipeline), bounded.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !self.consumer.assignment().map(|a| a.count() == 0).unwrap_or(true)
+        while !self
+            .consumer
+            .assignment()
+            .map(|a| a.count() == 0)
+            .unwrap_or(true)
             && std::time::Instant::now() < deadline
         {
             let _ = self.consumer.poll(Duration::from_millis(50));
