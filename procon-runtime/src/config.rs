@@ -36,7 +36,7 @@ pub enum UnknownEvents {
     /// Record it as consumed (its offset advances) and log at debug level. The default.
     #[default]
     Ignore,
-    /// Treat it as a failure: the partition stops on it and retries with backoff.
+    /// Treat it as a failure: its lane (key) holds on it and retries with backoff.
     Stop,
 }
 
@@ -181,7 +181,7 @@ pub struct FailurePolicy {
     /// Attempts in all (the first one included) before `exhausted` applies. Default 10.
     pub max_attempts: u32,
     /// Delays between attempts: doubling from `initial` to `max`, each ±25% jitter. The
-    /// partition is paused meanwhile (no busy loop, no rebalance). Default 200 ms to 30 s.
+    /// message's lane waits meanwhile; other lanes go on. Default 200 ms to 30 s.
     pub backoff: BackoffConfig,
     /// What happens after the last attempt. Default [`Exhausted::Stop`].
     pub exhausted: Exhausted,
@@ -203,9 +203,10 @@ impl Default for FailurePolicy {
 /// What the consumer does with an event whose attempts are exhausted.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Exhausted {
-    /// The partition stops on the event: a `procon_stopped_partitions` row records it, and the
-    /// partition stays paused (across restarts) until `resume_partition` / `procon resume`.
-    /// Everything behind the event in its partition waits: nothing is skipped silently.
+    /// The event's lane stops on it (its key; the whole partition with
+    /// `partition_by = partition`): a `procon_stopped_partitions` row records it, and the lane
+    /// stays stopped (across restarts) until `resume_partition` / `resume_lane` /
+    /// `procon resume`. Everything behind the event in its lane waits: nothing is skipped.
     #[default]
     Stop,
     /// The message (original bytes and headers, plus error, attempts and coordinates headers)

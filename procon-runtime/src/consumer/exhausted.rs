@@ -68,7 +68,7 @@ pub(crate) struct Failed<'a> {
 /// How a failed message was settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Settled {
-    /// Its partition is stopped (recorded); it stays paused.
+    /// Its lane (or partition) is stopped (recorded); it holds until resumed.
     Stopped,
     /// Written for the dead-letter topic; the position moved past it.
     DeadLettered,
@@ -91,6 +91,12 @@ pub(crate) fn settle(
         source,
     };
     conn.transaction(|conn| {
+        // A member that lost the partition settles nothing (the new owner decides).
+        if !store::check_epoch(conn, unit.group, unit.partition, unit.epoch).map_err(database)? {
+            return Err(ApplyError::Fenced {
+                partition: unit.partition.clone(),
+            });
+        }
         let (settled, topic) = match policy {
             Exhausted::Stop => {
                 record_stop(
