@@ -161,14 +161,14 @@ async fn materialize_rules_create_update_delete_with_hooks() {
     wait_for_log(&mut conn, "after NothingToDelete 3");
     assert!(customer(&mut conn, 2).is_none());
     let log = hook_log(&mut conn);
-    let deletes: Vec<&String> = log
-        .iter()
-        .filter(|e| e.contains(" 2") || e.contains(" 3"))
-        .collect();
+    // Per key, in order (keys 2 and 3 are applied concurrently: no order between them).
+    let of_key = |key: &str| -> Vec<&String> { log.iter().filter(|e| e.ends_with(key)).collect() };
+    let (two, three) = (of_key(" 2"), of_key(" 3"));
     assert!(
-        deletes.ends_with(&[
+        two.ends_with(&[
             &"before deleted 2".to_owned(),
-            &"after Deleted 2".to_owned(),
+            &"after Deleted 2".to_owned()
+        ]) && three.ends_with(&[
             &"before deleted 3".to_owned(),
             &"after NothingToDelete 3".to_owned(),
         ]),
@@ -301,6 +301,8 @@ async fn chain_a_b_c_has_one_effect_per_event_when_b_crashes() {
             .env("PROCON_BROKERS", brokers())
             .env("PROCON_SERVICE_NAME", &b_group)
             .env("PROCON_CONSUMER_COMMIT_HINTS", "false")
+            // tansu misreports the log end after idempotent batches (tests/broker_blackbox.rs).
+            .env("PROCON_CONSUMER_CHECK_POSITION_RANGE", "false")
             .env("PROCON_RELAY_POLL_INTERVAL_MS", "200")
             .env("ACCOUNTS_TOPIC", &accounts)
             .env("REPLIES_TOPIC", &replies)
