@@ -122,43 +122,42 @@ async fn broker_delivers_every_message_once_in_order_per_key_to_a_group() {
     }
 }
 
-#[allow(clippy::result_large_err)] // rdkafka's send_result returns the record on error
+/// Sends `count` records to partition 0 of `topic` at once (one batch with `linger.ms`) and
+/// waits for every acknowledgement.
+async fn send_batch(producer: &FutureProducer, topic: &str, count: usize) {
+    let payloads: Vec<String> = (0..count).map(|i| format!("m{i}")).collect();
+    let sends = payloads.iter().map(|payload| {
+        producer.send(
+            FutureRecord::<str, str>::to(topic)
+                .payload(payload)
+                .partition(0),
+            Duration::from_secs(10),
+        )
+    });
+    for sent in futures::future::join_all(sends).await {
+        sent.map_err(|(e, _)| e).unwrap();
+    }
+}
+
+fn batching_producer(idempotent: bool) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", "50")
+        .set("enable.idempotence", idempotent.to_string())
+        .create()
+        .unwrap()
+}
+
 /// The consumer's out-of-range check reads the log's range with ListOffsets: it must report
 /// the offset after the last record, whether records came one per batch or many per batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_reports_the_log_range_after_batched_and_single_produces() {
     let topic = unique_topic("blackbox-watermarks");
     create_topic(&brokers(), &topic, 1).await;
-    let batched: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("linger.ms", "50")
-        .create()
-        .unwrap();
-    let payloads: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
-    let sends: Vec<_> = payloads
-        .iter()
-        .map(|payload| {
-            batched.send_result(
-                FutureRecord::<str, str>::to(&topic)
-                    .payload(payload)
-                    .partition(0),
-            )
-        })
-        .collect();
-    for send in sends {
-        send.unwrap().await.unwrap().unwrap();
-    }
-    for i in 0..3 {
-        let payload = format!("single{i}");
-        batched
-            .send(
-                FutureRecord::<str, str>::to(&topic)
-                    .payload(&payload)
-                    .partition(0),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
+    let plain = batching_producer(false);
+    send_batch(&plain, &topic, 10).await;
+    for _ in 0..3 {
+        send_batch(&plain, &topic, 1).await;
     }
     let consumer = group_consumer(&unique_topic("blackbox-watermarks-group"), &topic);
     let (low, high) = consumer
@@ -169,25 +168,7 @@ async fn broker_reports_the_log_range_after_batched_and_single_produces() {
     // The same from an idempotent producer (the relay's).
     let topic = unique_topic("blackbox-watermarks-idempotent");
     create_topic(&brokers(), &topic, 1).await;
-    let idempotent: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "50")
-        .create()
-        .unwrap();
-    let sends: Vec<_> = payloads
-        .iter()
-        .map(|payload| {
-            idempotent.send_result(
-                FutureRecord::<str, str>::to(&topic)
-                    .payload(payload)
-                    .partition(0),
-            )
-        })
-        .collect();
-    for send in sends {
-        send.unwrap().await.unwrap().unwrap();
-    }
+    send_batch(&batching_producer(true), &topic, 10).await;
     let (low, high) = consumer
         .fetch_watermarks(&topic, 0, Duration::from_secs(10))
         .unwrap();

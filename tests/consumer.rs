@@ -458,6 +458,13 @@ async fn applied_event_ids_are_forgotten_after_the_retention() {
     let group = &unique_topic("billing-retention");
     create_topic(&brokers(), &topic, 1).await;
     emit_credits(&mut db.conn(), &topic, 20, 3);
+    // Another group's old record: its retention is its own business.
+    diesel::sql_query(
+        "INSERT INTO procon_consumed_events (group_id, event_id, consumed_at) \
+         VALUES ('another-service', gen_random_uuid(), now() - interval '30 days')",
+    )
+    .execute(&mut db.conn())
+    .unwrap();
     let mut config = common::consumer_config(&db, &brokers(), group, &topic);
     config.consumer.dedup_retention = Duration::from_secs(1);
     config.consumer.cleanup_interval = Duration::from_millis(300);
@@ -475,4 +482,10 @@ async fn applied_event_ids_are_forgotten_after_the_retention() {
     });
     runtime.shutdown().await.unwrap();
     assert_exactly_once(&db, 20);
+    let others: Remembered = diesel::sql_query(
+        "SELECT count(*) AS n FROM procon_consumed_events WHERE group_id = 'another-service'",
+    )
+    .get_result(&mut db.conn())
+    .unwrap();
+    assert_eq!(others.n, 1, "another group's records are left alone");
 }

@@ -41,6 +41,8 @@ static FIXED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new
 static FAILING_ATTEMPTS: AtomicU32 = AtomicU32::new(0);
 /// Attempts at panicking steps.
 static PANICS: AtomicU32 = AtomicU32::new(0);
+/// Handler calls for account 4242 (the fencing test).
+static FENCED_CALLS: AtomicU32 = AtomicU32::new(0);
 /// The running consumer's status, for the handler that reads it.
 static STATUS: OnceLock<procon::Status> = OnceLock::new();
 
@@ -52,6 +54,9 @@ fn apply_step(ctx: &mut HandlerContext<'_>, event: Event<Step>) -> Result<(), Ha
         .ok_or_else(|| HandlerError::msg("no after"))?;
     if step.delay_ms > 0 {
         std::thread::sleep(Duration::from_millis(step.delay_ms));
+    }
+    if step.account == 4242 {
+        FENCED_CALLS.fetch_add(1, Ordering::SeqCst);
     }
     let at = ctx.coordinates().clone();
     diesel::sql_query("INSERT INTO steps_done (account, seq, kafka_offset) VALUES ($1, $2, $3)")
@@ -180,6 +185,17 @@ impl Setup {
         }
     }
 
+    /// Waits for the group's first stop record.
+    fn wait_for_stop(&self, what: &str) -> procon::StoppedPartition {
+        common::wait_for(what, LONG, || {
+            let mut conn = self.db.conn();
+            procon::stopped_partitions(&mut conn, Some(&self.group))
+                .unwrap()
+                .into_iter()
+                .next()
+        })
+    }
+
     fn wait_for_done(&self, count: usize) -> Vec<Done> {
         common::wait_for(&format!("{count} steps applied"), LONG, || {
             let rows = done(&mut self.db.conn());
@@ -252,13 +268,7 @@ async fn a_failing_key_holds_only_itself_and_its_stop_survives_a_restart_until_r
         }
     }));
     let runtime = procon::start(setup.config(4, quick(3, Exhausted::Stop))).unwrap();
-    let stop = common::wait_for("account 7 to stop", LONG, || {
-        let mut conn = setup.db.conn();
-        procon::stopped_partitions(&mut conn, Some(&setup.group))
-            .unwrap()
-            .into_iter()
-            .next()
-    });
+    let stop = setup.wait_for_stop("account 7 to stop");
     assert_eq!(stop.lane, "key:7", "only the key stops, not the partition");
     assert_eq!(stop.attempts, 3);
     assert!(
@@ -366,13 +376,7 @@ async fn a_stored_position_beyond_the_log_end_stops_the_partition_until_reset() 
     let mut config = setup.config(2, quick(3, Exhausted::Stop));
     config.consumer.check_position_range = true;
     let runtime = procon::start(config).unwrap();
-    let stop = common::wait_for("the partition to stop", LONG, || {
-        let mut conn = setup.db.conn();
-        procon::stopped_partitions(&mut conn, Some(&setup.group))
-            .unwrap()
-            .into_iter()
-            .next()
-    });
+    let stop = setup.wait_for_stop("the partition to stop");
     assert_eq!(stop.lane, "", "the whole partition");
     assert_eq!(stop.offset, 1000);
     assert_eq!(stop.reset_to, Some(5));
@@ -383,6 +387,20 @@ async fn a_stored_position_beyond_the_log_end_stops_the_partition_until_reset() 
     );
     assert!(done(&mut setup.db.conn()).is_empty());
 
+    // Skipping is refused (there is no event to skip) and changes nothing.
+    let refused = procon::resume_partition(
+        &mut setup.db.conn(),
+        &setup.group,
+        &setup.topic,
+        0,
+        procon::Resume::Skip,
+    )
+    .unwrap_err();
+    assert!(refused.to_string().contains("--reset"), "{refused}");
+    assert_eq!(
+        procon::stopped_partitions(&mut setup.db.conn(), Some(&setup.group)).unwrap(),
+        vec![stop.clone()]
+    );
     // The operator accepts the reset: events written from now on are applied.
     procon::resume_partition(
         &mut setup.db.conn(),
@@ -435,11 +453,15 @@ async fn a_dead_letter_is_a_new_event_for_same_group_handlers_and_keeps_a_binary
         "metadata": {}
     });
     let key: &[u8] = &[0xff, 0x00, 0x80];
-    produce_raw_bytes_key(
+    produce_raw(
+        &brokers(),
         &setup.topic,
         key,
         envelope.to_string().as_bytes(),
-        &event_id,
+        &[
+            ("procon-event-id", &event_id),
+            ("procon-event", "step.created"),
+        ],
     )
     .await;
     let runtime =
@@ -464,35 +486,6 @@ async fn a_dead_letter_is_a_new_event_for_same_group_handlers_and_keeps_a_binary
         received[0].header("procon-dlq-event-id"),
         Some(event_id.as_str())
     );
-}
-
-async fn produce_raw_bytes_key(topic: &str, key: &[u8], payload: &[u8], event_id: &str) {
-    use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    let headers = OwnedHeaders::new()
-        .insert(Header {
-            key: "procon-event-id",
-            value: Some(event_id),
-        })
-        .insert(Header {
-            key: "procon-event",
-            value: Some("step.created"),
-        });
-    producer
-        .send(
-            FutureRecord::to(topic)
-                .key(key)
-                .payload(payload)
-                .headers(headers),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -538,13 +531,7 @@ async fn counted_failures_survive_a_restart() {
     let before = counted(&mut setup.db.conn());
     assert!(before >= 2);
     let runtime = procon::start(setup.config(2, policy)).unwrap();
-    let stop = common::wait_for("the key to stop", LONG, || {
-        let mut conn = setup.db.conn();
-        procon::stopped_partitions(&mut conn, Some(&setup.group))
-            .unwrap()
-            .into_iter()
-            .next()
-    });
+    let stop = setup.wait_for_stop("the key to stop");
     runtime.shutdown().await.unwrap();
     assert_eq!(stop.attempts, 4, "the count went on from the earlier run");
 }
@@ -562,4 +549,81 @@ fn counted(conn: &mut PgConnection) -> i32 {
         .map(|a| a.attempts)
         .max()
         .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_partition_is_paused_so_pending_messages_stay_bounded() {
+    let setup = setup("pipeline_backpressure", 1).await;
+    setup.emit((1..=600).map(|seq| Step {
+        delay_ms: 2,
+        ..step(seq % 10, seq)
+    }));
+    let mut config = setup.config(2, quick(3, Exhausted::Stop));
+    config.consumer.max_in_flight = 20;
+    let runtime = procon::start(config).unwrap();
+    let status = runtime.consumer_status();
+    let mut most = 0;
+    let rows = common::wait_for("600 steps applied", LONG, || {
+        most = status
+            .in_flight()
+            .iter()
+            .filter(|(topic, _, _)| *topic == setup.topic)
+            .map(|(_, _, n)| *n)
+            .fold(most, usize::max);
+        let rows = done(&mut setup.db.conn());
+        (rows.len() >= 600).then_some(rows)
+    });
+    runtime.shutdown().await.unwrap();
+    assert!(most > 0, "pending messages were observed");
+    // The bound plus at most one poll's worth (which is itself bounded by max_in_flight).
+    assert!(most <= 40, "at most 40 messages pending, saw {most}");
+    assert_eq!(rows.len(), 600, "every step once");
+    for (account, seqs) in per_account(&rows) {
+        let mut sorted = seqs.clone();
+        sorted.sort();
+        assert_eq!(seqs, sorted, "account {account} in order across pauses");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_whose_partition_was_claimed_by_another_applies_nothing_more() {
+    let setup = setup("pipeline_fence", 1).await;
+    setup.emit((1..=10).map(|seq| step(1, seq)));
+    let runtime = procon::start(setup.config(2, quick(3, Exhausted::Stop))).unwrap();
+    setup.wait_for_done(10);
+    common::wait_for("the watermark to be stored", LONG, || {
+        (stored_watermark(&setup) == 10).then_some(())
+    });
+    // Another member claims the partition (what a claim does: increment the epoch).
+    diesel::sql_query("UPDATE procon_consumer_offsets SET epoch = epoch + 1 WHERE group_id = $1")
+        .bind::<Text, _>(&setup.group)
+        .execute(&mut setup.db.conn())
+        .unwrap();
+    setup.emit((11..=15).map(|seq| step(4242, seq)));
+    common::wait_for("the fenced member to try the new events", LONG, || {
+        (FENCED_CALLS.load(Ordering::SeqCst) >= 1).then_some(())
+    });
+    runtime.shutdown().await.unwrap();
+    let rows = done(&mut setup.db.conn());
+    assert!(
+        rows.iter().all(|d| d.account != 4242),
+        "the fenced member committed effects: {rows:?}"
+    );
+    assert_eq!(stored_watermark(&setup), 10, "nor moved the watermark");
+}
+
+fn stored_watermark(setup: &Setup) -> i64 {
+    #[derive(QueryableByName)]
+    struct Next {
+        #[diesel(sql_type = BigInt)]
+        next_offset: i64,
+    }
+    diesel::sql_query(
+        "SELECT next_offset FROM procon_consumer_offsets WHERE group_id = $1 AND topic = $2",
+    )
+    .bind::<Text, _>(&setup.group)
+    .bind::<Text, _>(&setup.topic)
+    .get_result::<Next>(&mut setup.db.conn())
+    .map(|n| n.next_offset)
+    .unwrap_or(-1)
 }

@@ -807,6 +807,60 @@ mod tests {
     }
 
     #[test]
+    fn pipeline_settings_come_from_the_environment_and_bad_values_are_named() {
+        let mut vars = base();
+        vars.extend([
+            ("PROCON_CONSUMER_CONCURRENCY", "16"),
+            ("PROCON_CONSUMER_MAX_IN_FLIGHT", "50"),
+            ("PROCON_CONSUMER_PARTITION_BY", "partition"),
+            ("PROCON_CONSUMER_CHECK_POSITION_RANGE", "false"),
+        ]);
+        let config = Config::from_vars(vars).unwrap();
+        assert_eq!(config.consumer.concurrency, 16);
+        assert_eq!(config.consumer.max_in_flight, 50);
+        assert_eq!(config.consumer.partition_by, PartitionBy::Partition);
+        assert!(!config.consumer.check_position_range);
+
+        let mut vars = base();
+        vars.push(("PROCON_CONSUMER_PARTITION_BY", "tenant"));
+        let error = Config::from_vars(vars).unwrap_err().to_string();
+        assert!(error.contains("PROCON_CONSUMER_PARTITION_BY"), "{error}");
+        assert!(error.contains("`key` or `partition`"), "{error}");
+        for (name, zero) in [
+            ("PROCON_CONSUMER_CONCURRENCY", "0"),
+            ("PROCON_CONSUMER_MAX_IN_FLIGHT", "0"),
+        ] {
+            let mut vars = base();
+            vars.push((name, zero));
+            let error = Config::from_vars(vars).unwrap_err().to_string();
+            assert!(error.contains("at least 1"), "{name}: {error}");
+        }
+    }
+
+    #[test]
+    fn lanes_follow_partition_by() {
+        let message = |key: Option<&[u8]>| crate::transport::Message {
+            partition: crate::transport::PartitionId::new("t", 0),
+            position: crate::transport::Position::offset(0),
+            key: key.map(<[u8]>::to_vec),
+            headers: vec![("tenant".into(), b"acme".to_vec())],
+            payload: Vec::new(),
+        };
+        assert_eq!(PartitionBy::Key.lane_of(&message(Some(b"42"))), "key:42");
+        assert_eq!(
+            PartitionBy::Key.lane_of(&message(Some(&[0xff, 0]))),
+            "key:0xff00"
+        );
+        assert_eq!(PartitionBy::Key.lane_of(&message(None)), "key:");
+        assert_eq!(PartitionBy::Partition.lane_of(&message(Some(b"42"))), "");
+        let by_tenant =
+            PartitionBy::Function(std::sync::Arc::new(|m: &crate::transport::Message| {
+                m.header("tenant").unwrap_or_default().to_owned()
+            }));
+        assert_eq!(by_tenant.lane_of(&message(Some(b"42"))), "fn:acme");
+    }
+
+    #[test]
     fn redact_hides_only_the_password() {
         assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");

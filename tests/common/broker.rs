@@ -22,14 +22,10 @@ pub fn brokers() -> String {
 }
 
 /// Client settings every test consumer needs against the test broker.
-pub const TEST_CONSUMER_SETTINGS: [(&str, &str); 4] = [
+pub const TEST_CONSUMER_SETTINGS: [(&str, &str); 3] = [
     ("session.timeout.ms", "6000"),
     ("heartbeat.interval.ms", "1000"),
     ("allow.auto.create.topics", "false"),
-    // tansu answers a read_committed ListOffsets with a wrong high watermark (1), which the
-    // consumer's out-of-range check would take for a truncated log; procon itself never
-    // writes transactionally.
-    ("isolation.level", "read_uncommitted"),
 ];
 
 /// A topic name no other test (or earlier run against the same broker) uses.
@@ -197,7 +193,7 @@ impl Collector {
 pub async fn produce_raw(
     brokers: &str,
     topic: &str,
-    key: &str,
+    key: impl AsRef<[u8]>,
     payload: &[u8],
     headers: &[(&str, &str)],
 ) {
@@ -217,7 +213,7 @@ pub async fn produce_raw(
     producer
         .send(
             FutureRecord::to(topic)
-                .key(key)
+                .key(key.as_ref())
                 .payload(payload)
                 .headers(owned),
             Duration::from_secs(10),

@@ -194,6 +194,25 @@ struct Head {
     event_id: Option<Uuid>,
 }
 
+/// What is known of a message that failed: its event name (from the error, the header or the
+/// payload) and its own event id, when it has one.
+pub(crate) fn identity(
+    message: &Incoming<'_>,
+    error: &ApplyError,
+) -> (Option<String>, Option<Uuid>) {
+    let head: Option<Head> = serde_json::from_slice(message.payload).ok();
+    let event = error
+        .event()
+        .map(str::to_owned)
+        .or_else(|| message.event_header.map(str::to_owned))
+        .or_else(|| head.as_ref().and_then(|h| h.event.clone()));
+    let event_id = message
+        .event_id_header
+        .and_then(|h| Uuid::parse_str(h).ok())
+        .or_else(|| head.and_then(|h| h.event_id));
+    (event, event_id)
+}
+
 /// A message identified: which event it is and its id, read before any transaction starts.
 struct Identified<'m, 'a> {
     message: &'m Incoming<'a>,

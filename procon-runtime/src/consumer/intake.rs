@@ -103,6 +103,7 @@ fn flow_control(pipeline: &Pipeline, source: &mut dyn Source) -> bool {
         let mut board = pipeline.board();
         for (partition, work) in board.partitions.iter_mut() {
             let pending = work.lanes.in_flight();
+            pipeline.status.set_in_flight(partition, pending);
             let full = pending >= max || (work.paused && pending > max / 2);
             let hold = work.held.is_some() || work.fenced;
             let want_paused = hold || full;
@@ -180,47 +181,53 @@ fn check_stops(pipeline: &Pipeline) {
     }
 }
 
-/// Claims partitions held for their position again (unreadable, or not yet checked against the
-/// log's range) and, once positioned, seeks and resumes them.
-/// Returns true when none is left waiting for its position.
+/// Positions held partitions: claims those whose position could not be read again, checks
+/// the ones claimed inside the transport's callback against the log's range, then seeks and
+/// resumes them. Returns true when none is left waiting.
 fn reclaim_held(pipeline: &Pipeline, source: &mut dyn Source) -> bool {
-    let held: Vec<PartitionId> = pipeline
+    let held: Vec<(PartitionId, Held)> = pipeline
         .board()
         .partitions
         .iter()
-        .filter(|(_, w)| matches!(w.held, Some(Held::Unpositioned | Held::Unchecked)))
-        .map(|(p, _)| p.clone())
+        .filter_map(|(p, w)| match &w.held {
+            Some(held @ (Held::Unpositioned | Held::Unchecked)) => Some((p.clone(), held.clone())),
+            _ => None,
+        })
         .collect();
     let mut all = true;
-    for partition in held {
-        let start = {
-            let cell = std::cell::RefCell::new(&mut *source);
-            let bounds = |p: &PartitionId| cell.borrow_mut().bounds(p);
-            pipeline.claim(&partition, &bounds, true)
+    for (partition, held) in held {
+        let start = match held {
+            Held::Unchecked => {
+                let range = source.bounds(&partition);
+                pipeline.verify_position(&partition, range)
+            }
+            _ => {
+                let cell = std::cell::RefCell::new(&mut *source);
+                let bounds = |p: &PartitionId| cell.borrow_mut().bounds(p);
+                pipeline.claim(&partition, &bounds, true)
+            }
         };
-        match start {
-            Some(start) => match source.seek(&partition, start) {
-                Ok(()) => {
-                    if let Some(work) = pipeline.board().partitions.get_mut(&partition) {
-                        work.paused = false;
-                    }
-                    tracing::info!(%partition, ?start, "stored position read; partition resumed");
+        let Some(start) = start else {
+            all &= !pipeline
+                .board()
+                .partitions
+                .get(&partition)
+                .is_some_and(|w| matches!(w.held, Some(Held::Unpositioned | Held::Unchecked)));
+            continue;
+        };
+        match source.seek(&partition, start) {
+            Ok(()) => {
+                if let Some(work) = pipeline.board().partitions.get_mut(&partition) {
+                    work.paused = false;
                 }
-                Err(error) => {
-                    tracing::debug!(%error, %partition, "seek not possible yet");
-                    if let Some(work) = pipeline.board().partitions.get_mut(&partition) {
-                        work.held = Some(Held::Unpositioned);
-                    }
-                    all = false;
+                tracing::info!(%partition, ?start, "partition positioned; it flows");
+            }
+            Err(error) => {
+                tracing::debug!(%error, %partition, "seek not possible yet");
+                if let Some(work) = pipeline.board().partitions.get_mut(&partition) {
+                    work.held = Some(held);
                 }
-            },
-            None => {
-                let unpositioned = pipeline
-                    .board()
-                    .partitions
-                    .get(&partition)
-                    .is_some_and(|w| w.held == Some(Held::Unpositioned));
-                all &= !unpositioned;
+                all = false;
             }
         }
     }

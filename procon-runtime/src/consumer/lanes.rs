@@ -11,7 +11,7 @@
 //! *waiting* (a failed message waits for its retry time, then ready); *stopped* (the failure
 //! policy stopped the key: it holds its messages until [`Lanes::unstop`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 /// Why a lane is not handed out although it has messages.
@@ -53,6 +53,8 @@ pub(crate) struct Lanes<M> {
     lanes: HashMap<String, Lane<M>>,
     /// Lanes that may be handed out, oldest first (fairness between keys).
     ready: VecDeque<String>,
+    /// Lanes waiting for a retry time (so waking them does not scan every lane).
+    waiting: HashSet<String>,
     /// Messages queued or handed out and not completed.
     in_flight: usize,
     busy: usize,
@@ -63,6 +65,7 @@ impl<M> Default for Lanes<M> {
         Lanes {
             lanes: HashMap::new(),
             ready: VecDeque::new(),
+            waiting: HashSet::new(),
             in_flight: 0,
             busy: 0,
         }
@@ -104,19 +107,33 @@ impl<M> Lanes<M> {
     /// Moves lanes whose retry time has come back to ready; returns the earliest retry time
     /// still ahead.
     pub(crate) fn wake_due(&mut self, now: Instant) -> Option<Instant> {
+        if self.waiting.is_empty() {
+            return None;
+        }
         let mut next: Option<Instant> = None;
-        for (name, lane) in &mut self.lanes {
-            if let Some(Block::RetryAt(at)) = lane.block {
-                if at <= now {
+        let mut woken = Vec::new();
+        for name in &self.waiting {
+            let Some(lane) = self.lanes.get_mut(name) else {
+                woken.push(name.clone());
+                continue;
+            };
+            match lane.block {
+                Some(Block::RetryAt(at)) if at > now => {
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+                Some(Block::RetryAt(_)) => {
                     lane.block = None;
+                    woken.push(name.clone());
                     if !lane.busy && !lane.queue.is_empty() && !lane.queued_ready {
                         lane.queued_ready = true;
                         self.ready.push_back(name.clone());
                     }
-                } else {
-                    next = Some(next.map_or(at, |n| n.min(at)));
                 }
+                _ => woken.push(name.clone()),
             }
+        }
+        for name in woken {
+            self.waiting.remove(&name);
         }
         next
     }
@@ -124,11 +141,6 @@ impl<M> Lanes<M> {
     /// How many lanes may be handed out now.
     pub(crate) fn ready_lanes(&self) -> usize {
         self.ready.len()
-    }
-
-    /// Whether [`Lanes::take`] would hand out anything.
-    pub(crate) fn has_ready(&self) -> bool {
-        !self.ready.is_empty()
     }
 
     /// Hands out up to `max_messages` messages from at most `max_lanes` ready lanes, marking
@@ -213,6 +225,7 @@ impl<M> Lanes<M> {
         entry.solo = solo;
         if let Some(at) = retry_at {
             entry.block = Some(Block::RetryAt(at));
+            self.waiting.insert(lane.to_owned());
         }
         self.requeue_if_ready(lane);
     }
@@ -334,7 +347,7 @@ mod tests {
         let t = l.take(10, 10).unwrap();
         assert_eq!(flat(&t), vec![("b".into(), vec![4])]);
         assert_eq!(l.wake_due(now), Some(now + Duration::from_secs(1)));
-        assert!(!l.has_ready());
+        assert_eq!(l.ready_lanes(), 0);
         assert_eq!(l.wake_due(now + Duration::from_secs(1)), None);
         let t = l.take(10, 10).unwrap();
         assert_eq!(

@@ -139,6 +139,21 @@ impl Pipeline {
         }
     }
 
+    /// Who applies a unit of `partition` under the claim `epoch`.
+    pub(crate) fn unit_context<'p>(
+        &'p self,
+        partition: &'p PartitionId,
+        epoch: i64,
+    ) -> super::apply::UnitContext<'p> {
+        super::apply::UnitContext {
+            group: &self.group,
+            registry: &self.registry,
+            unknown: self.config.unknown_events,
+            partition,
+            epoch,
+        }
+    }
+
     /// The board, locked. Never held across a database call or a handler.
     pub(crate) fn board(&self) -> MutexGuard<'_, Board> {
         self.board.lock().unwrap_or_else(|p| p.into_inner())
@@ -178,22 +193,22 @@ impl Pipeline {
         let deadline = Instant::now() + wait;
         let mut board = self.board();
         loop {
-            if board.closed {
-                return None;
-            }
             let now = Instant::now();
             let mut next_retry: Option<Instant> = None;
-            let partitions: Vec<PartitionId> = {
-                let board = &mut *board;
-                if board.turn.len() != board.partitions.len()
-                    || board.turn.iter().any(|p| !board.partitions.contains_key(p))
-                {
-                    board.turn = board.partitions.keys().cloned().collect();
-                }
-                board.turn.iter().cloned().collect()
-            };
-            for (index, partition) in partitions.iter().enumerate() {
-                let Some(work) = board.partitions.get_mut(partition) else {
+            let Board {
+                partitions,
+                turn,
+                closed,
+            } = &mut *board;
+            if *closed {
+                return None;
+            }
+            if turn.len() != partitions.len() || turn.iter().any(|p| !partitions.contains_key(p)) {
+                *turn = partitions.keys().cloned().collect();
+            }
+            let mut found = None;
+            for (index, partition) in turn.iter().enumerate() {
+                let Some(work) = partitions.get_mut(partition) else {
                     continue;
                 };
                 if !work.accepts_work() {
@@ -201,9 +216,6 @@ impl Pipeline {
                 }
                 if let Some(at) = work.lanes.wake_due(now) {
                     next_retry = Some(next_retry.map_or(at, |n| n.min(at)));
-                }
-                if !work.lanes.has_ready() {
-                    continue;
                 }
                 // Spread ready lanes over the processors; batch them when there are many.
                 let per_processor = work
@@ -213,25 +225,26 @@ impl Pipeline {
                 let Some(taken) = work.lanes.take(self.config.batch_size, per_processor) else {
                     continue;
                 };
-                let retried = if work.failures.is_empty() {
-                    Vec::new()
-                } else {
-                    taken
-                        .lanes
-                        .iter()
-                        .flat_map(|(_, ms)| ms.iter().map(|m| m.position.as_offset()))
-                        .filter(|o| work.failures.contains_key(o))
-                        .collect()
-                };
-                let unit = Unit {
-                    partition: partition.clone(),
-                    epoch: work.epoch,
-                    taken,
-                    retried,
-                };
-                board
-                    .turn
-                    .rotate_left((index + 1) % partitions.len().max(1));
+                let retried = taken
+                    .lanes
+                    .iter()
+                    .flat_map(|(_, ms)| ms.iter().map(|m| m.position.as_offset()))
+                    .filter(|o| work.failures.contains_key(o))
+                    .collect();
+                found = Some((
+                    index,
+                    Unit {
+                        partition: partition.clone(),
+                        epoch: work.epoch,
+                        taken,
+                        retried,
+                    },
+                ));
+                break;
+            }
+            if let Some((index, unit)) = found {
+                // The next take starts after this partition: partitions take turns.
+                turn.rotate_left(index + 1);
                 return Some(unit);
             }
             let now = Instant::now();
@@ -475,17 +488,15 @@ impl Pipeline {
             work.failures
                 .insert(failure.offset, u32::try_from(failure.attempts).unwrap_or(0));
         }
-        if let Some(stored) = start {
-            match check_range {
-                true if self.config.check_position_range => {
-                    self.check_range(&mut conn, partition, stored, bounds(partition))?
-                }
-                true => {}
-                false => {
-                    work.held = Some(Held::Unchecked);
-                    work.paused = true;
-                }
+        match start {
+            Some(stored) if self.config.check_position_range && check_range => {
+                self.check_range(&mut conn, partition, stored, bounds(partition))?;
             }
+            Some(_) if self.config.check_position_range => {
+                work.held = Some(Held::Unchecked);
+                work.paused = true;
+            }
+            _ => {}
         }
         let stops = stopped::stops_of(&mut conn, &self.group, partition)?;
         for stop in &stops {
@@ -502,27 +513,63 @@ impl Pipeline {
     }
 
     /// Checks a stored position against the log's range; an out-of-range one is recorded as a
-    /// stop of the whole partition (with the proposed reset), which the caller then reads with
-    /// the partition's other stops.
+    /// stop of the whole partition (with the proposed reset) and returned.
     fn check_range(
         &self,
         conn: &mut crate::db::DbConn,
         partition: &PartitionId,
         stored: Position,
         range: Result<Bounds, TransportError>,
-    ) -> Result<(), ClaimError> {
-        match range {
-            Ok(range) => {
-                if let Some(stop) = out_of_range(&self.group, partition, stored, range) {
-                    tracing::error!(%partition, error = stop.error, "stored position outside the log: partition STOPPED; accept the proposed position with `procon resume {} {} --reset`", partition.topic, partition.partition);
-                    stopped::record_stop(conn, &stop)?;
-                }
-            }
+    ) -> Result<Option<StoppedPartition>, ClaimError> {
+        let range = match range {
+            Ok(range) => range,
             Err(error) => {
                 tracing::warn!(%error, %partition, "could not read the partition's range; its stored position is not checked against it");
+                return Ok(None);
+            }
+        };
+        let Some(stop) = out_of_range(&self.group, partition, stored, range) else {
+            return Ok(None);
+        };
+        tracing::error!(%partition, error = stop.error, "stored position outside the log: partition STOPPED; accept the proposed position with `procon resume {} {} --reset`", partition.topic, partition.partition);
+        stopped::record_stop(conn, &stop)?;
+        Ok(Some(stop))
+    }
+
+    /// Checks the stored position of a partition claimed inside the transport's callback
+    /// against the log's `range` (read outside it). Returns where it starts, or `None` when it
+    /// is stopped now or the check has to be tried again.
+    pub(crate) fn verify_position(
+        &self,
+        partition: &PartitionId,
+        range: Result<Bounds, TransportError>,
+    ) -> Option<StartAt> {
+        let stored = self.board().partitions.get(partition)?.stored?;
+        let checked = match self.config.check_position_range {
+            true => self
+                .pool
+                .get()
+                .map_err(ClaimError::from)
+                .and_then(|mut conn| self.check_range(&mut conn, partition, stored, range)),
+            false => Ok(None),
+        };
+        let mut board = self.board();
+        let work = board.partitions.get_mut(partition)?;
+        match checked {
+            Ok(None) => {
+                work.held = None;
+                Some(StartAt::At(stored))
+            }
+            Ok(Some(stop)) => {
+                work.held = Some(Held::Stopped);
+                self.status.stalled(Stall::of_stop(&stop));
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, %partition, "could not check the stored position; trying again");
+                None
             }
         }
-        Ok(())
     }
 
     /// Releases revoked partitions: no new work, wait for busy lanes (bounded), store the

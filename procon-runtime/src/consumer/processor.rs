@@ -12,16 +12,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::apply::{
-    apply_unit, synthetic_event_id, Applied, ApplyError, Incoming, UnitContext, UnitFailed,
+    apply_unit, identity, synthetic_event_id, Applied, ApplyError, Incoming, UnitFailed,
 };
 use super::exhausted::{settle, Failed, Settled};
+use super::handler::DispatchError;
 use super::pipeline::{Pipeline, Unit};
 use super::retry::{self, Next};
 use super::status::Stall;
 use super::store;
 use crate::backoff::Backoff;
 use crate::db::DbConn;
-use crate::transport::Message;
+use crate::transport::{Message, PartitionId};
 
 /// How long a processor waits for work before it looks at the pipeline's state again.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
@@ -46,7 +47,12 @@ pub(crate) fn run(pipeline: Arc<Pipeline>) {
                 }
             },
         };
-        match process(&pipeline, connection, unit, &mut outage) {
+        let mut processor = Processor {
+            pipeline: &pipeline,
+            conn: connection,
+            outage: &mut outage,
+        };
+        match processor.process(unit) {
             Keep::Connection => outage.reset(),
             Keep::Nothing => conn = None,
         }
@@ -65,242 +71,217 @@ fn give_back(pipeline: &Pipeline, unit: Unit, retry_at: Option<Instant>, solo: b
     }
 }
 
-fn process(pipeline: &Pipeline, conn: &mut DbConn, unit: Unit, outage: &mut Backoff) -> Keep {
-    let context = UnitContext {
-        group: &pipeline.group,
-        registry: &pipeline.registry,
-        unknown: pipeline.config.unknown_events,
-        partition: &unit.partition,
-        epoch: unit.epoch,
-    };
-    let messages: Vec<&Message> = unit.taken.lanes.iter().flat_map(|(_, ms)| ms).collect();
-    let incoming: Vec<Incoming<'_>> = messages.iter().map(|m| Incoming::of(m)).collect();
-    let result = apply_unit(conn, &context, &incoming, &unit.retried);
-    match result {
-        Ok(outcomes) => {
-            for (message, outcome) in messages.iter().zip(&outcomes) {
-                if *outcome == Applied::Duplicate {
-                    tracing::info!(at = %Incoming::of(message).coordinates, "event already applied (redelivered): skipped");
-                }
-            }
-            drop(incoming);
-            let retried = !unit.retried.is_empty();
-            for (lane, lane_messages) in &unit.taken.lanes {
-                let done: Vec<_> = lane_messages.iter().map(|m| m.position).collect();
-                pipeline.complete(&unit.partition, lane, &done);
-                if retried {
-                    pipeline.status.flowing(&unit.partition, lane);
-                }
-            }
-            if retried {
-                tracing::info!(partition = %unit.partition, "event applied after retries; its lane flows again");
-            }
-            Keep::Connection
-        }
-        Err(UnitFailed { index, error }) => {
-            drop(incoming);
-            failed(pipeline, conn, unit, index, error, outage)
-        }
-    }
+/// One unit's work, with what it needs.
+struct Processor<'p> {
+    pipeline: &'p Pipeline,
+    conn: &'p mut DbConn,
+    outage: &'p mut Backoff,
 }
 
-fn failed(
-    pipeline: &Pipeline,
-    conn: &mut DbConn,
-    unit: Unit,
-    index: Option<usize>,
-    error: ApplyError,
-    outage: &mut Backoff,
-) -> Keep {
-    match &error {
-        ApplyError::Fenced { partition } => {
-            pipeline.fence(partition);
-            return Keep::Connection;
+impl Processor<'_> {
+    fn process(&mut self, unit: Unit) -> Keep {
+        let pipeline = self.pipeline;
+        let context = pipeline.unit_context(&unit.partition, unit.epoch);
+        let messages: Vec<&Message> = unit.taken.lanes.iter().flat_map(|(_, ms)| ms).collect();
+        let incoming: Vec<Incoming<'_>> = messages.iter().map(|m| Incoming::of(m)).collect();
+        match apply_unit(self.conn, &context, &incoming, &unit.retried) {
+            Ok(outcomes) => {
+                for (message, outcome) in incoming.iter().zip(&outcomes) {
+                    if *outcome == Applied::Duplicate {
+                        tracing::info!(at = %message.coordinates, "event already applied (redelivered): skipped");
+                    }
+                }
+                let retried = !unit.retried.is_empty();
+                for (lane, lane_messages) in &unit.taken.lanes {
+                    let done: Vec<_> = lane_messages.iter().map(|m| m.position).collect();
+                    pipeline.complete(&unit.partition, lane, &done);
+                    if retried {
+                        pipeline.status.flowing(&unit.partition, lane);
+                    }
+                }
+                if retried {
+                    tracing::info!(partition = %unit.partition, "event applied after retries; its lane flows again");
+                }
+                Keep::Connection
+            }
+            Err(UnitFailed { index, error }) => {
+                drop(incoming);
+                self.failed(unit, index, error)
+            }
         }
-        ApplyError::Database { .. } => {
-            let delay = outage.next_delay();
-            tracing::error!(%error, retry_in_ms = delay.as_millis() as u64, "database error while applying; the messages are tried again (not counted as a failure)");
-            give_back(pipeline, unit, Some(Instant::now() + delay), false);
-            return Keep::Nothing;
-        }
-        _ => {}
     }
-    let total: usize = unit.taken.lanes.iter().map(|(_, ms)| ms.len()).sum();
-    let panicked = matches!(
-        &error,
-        ApplyError::Dispatch {
-            source: super::handler::DispatchError::Panicked(_),
+
+    fn failed(&mut self, unit: Unit, index: Option<usize>, error: ApplyError) -> Keep {
+        let pipeline = self.pipeline;
+        match &error {
+            ApplyError::Fenced { partition } => {
+                pipeline.fence(partition);
+                return Keep::Connection;
+            }
+            ApplyError::Database { .. } => {
+                let delay = self.outage.next_delay();
+                tracing::error!(%error, retry_in_ms = delay.as_millis() as u64, "database error while applying; the messages are tried again (not counted as a failure)");
+                give_back(pipeline, unit, Some(Instant::now() + delay), false);
+                return Keep::Nothing;
+            }
+            _ => {}
+        }
+        // A panic may have left a nested transaction open: never reuse that connection.
+        let keep = match &error {
+            ApplyError::Dispatch {
+                source: DispatchError::Panicked(_),
+                ..
+            } => Keep::Nothing,
+            _ => Keep::Connection,
+        };
+        let total: usize = unit.taken.lanes.iter().map(|(_, ms)| ms.len()).sum();
+        if total > 1 || index.is_none() {
+            tracing::debug!(%error, messages = total, "unit rolled back; its messages are applied one at a time");
+            give_back(pipeline, unit, None, true);
+            return keep;
+        }
+        let Unit {
+            partition,
+            epoch,
+            mut taken,
             ..
+        } = unit;
+        let (lane, mut messages) = taken.lanes.pop().expect("a unit of one message");
+        let message = messages.pop().expect("a unit of one message");
+        match self.fail_alone(&partition, epoch, &lane, message, &error) {
+            Some(message) => {
+                // The settlement itself failed: the message is tried again after a backoff.
+                let delay = self.outage.next_delay();
+                pipeline.put_back(
+                    &partition,
+                    &lane,
+                    vec![message],
+                    Some(Instant::now() + delay),
+                    true,
+                );
+                Keep::Nothing
+            }
+            None => keep,
         }
-    );
-    let keep = if panicked {
-        Keep::Nothing
-    } else {
-        Keep::Connection
-    };
-    if total > 1 || index.is_none() {
-        tracing::debug!(%error, messages = total, "unit rolled back; its messages are applied one at a time");
-        give_back(pipeline, unit, None, true);
-        return keep;
     }
-    let Unit {
-        partition,
-        epoch,
-        mut taken,
-        ..
-    } = unit;
-    let (lane, mut messages) = taken.lanes.pop().expect("a unit of one message");
-    let message = messages.pop().expect("a unit of one message");
-    let incoming = Incoming::of(&message);
-    let at = incoming.coordinates.clone();
-    let error_text = error.to_string();
-    let stored = match store::count_failure(
-        conn,
-        &pipeline.group,
-        &partition,
-        at.offset,
-        &error_text,
-    ) {
-        Ok(count) => Some(count),
-        Err(db_error) => {
-            tracing::warn!(error = %db_error, "could not persist the failure count; counting in memory");
-            None
-        }
-    };
-    let failures = pipeline.count_failure(&partition, at.offset, stored);
-    let policy = pipeline
-        .registry
-        .failure_policy(&pipeline.config, &partition.topic);
-    let next = retry::after_failure(
-        failures,
-        failures,
-        true,
-        policy.max_attempts,
-        policy.backoff,
-        0.75 + fastrand::f64() * 0.5,
-    );
-    let stall = Stall {
-        coordinates: at.clone(),
-        lane: lane.clone(),
-        attempts: failures,
-        error: error_text.clone(),
-        since: std::time::SystemTime::now(),
-        stopped: false,
-    };
-    match next {
-        Next::RetryIn(delay) => {
+
+    /// Counts a single message's failure and retries it later, or settles it by the policy.
+    /// Returns the message when its settlement failed (a database error).
+    fn fail_alone(
+        &mut self,
+        partition: &PartitionId,
+        epoch: i64,
+        lane: &str,
+        message: Message,
+        error: &ApplyError,
+    ) -> Option<Message> {
+        let pipeline = self.pipeline;
+        let incoming = Incoming::of(&message);
+        let at = incoming.coordinates.clone();
+        let error_text = error.to_string();
+        let stored = match store::count_failure(
+            self.conn,
+            &pipeline.group,
+            partition,
+            at.offset,
+            &error_text,
+        ) {
+            Ok(count) => Some(count),
+            Err(db_error) => {
+                tracing::warn!(error = %db_error, "could not persist the failure count; counting in memory");
+                None
+            }
+        };
+        let failures = pipeline.count_failure(partition, at.offset, stored);
+        let policy = pipeline
+            .registry
+            .failure_policy(&pipeline.config, &partition.topic);
+        let next = retry::after_failure(
+            failures,
+            failures,
+            true,
+            policy.max_attempts,
+            policy.backoff,
+            0.75 + fastrand::f64() * 0.5,
+        );
+        let stall = Stall {
+            coordinates: at.clone(),
+            lane: lane.to_owned(),
+            attempts: failures,
+            error: error_text.clone(),
+            since: std::time::SystemTime::now(),
+            stopped: false,
+        };
+        if let Next::RetryIn(delay) = next {
             tracing::warn!(
                 %at, lane, attempt = failures, max_attempts = policy.max_attempts,
                 retry_in_ms = delay.as_millis() as u64, error = %error_text,
                 "event failed; its lane waits and retries it (other lanes go on)"
             );
             pipeline.status.stalled(stall);
+            drop(incoming);
             pipeline.put_back(
-                &partition,
-                &lane,
+                partition,
+                lane,
                 vec![message],
                 Some(Instant::now() + delay),
                 true,
             );
-            keep
+            return None;
         }
-        Next::Exhaust => {
-            let context = UnitContext {
-                group: &pipeline.group,
-                registry: &pipeline.registry,
-                unknown: pipeline.config.unknown_events,
-                partition: &partition,
-                epoch,
-            };
-            let (event, event_id) = identity_of(&incoming, &error);
-            let headers: Vec<(String, String)> = message
+        let (event, event_id) = identity(&incoming, error);
+        let failed = Failed {
+            group: &pipeline.group,
+            message: &incoming,
+            key: message.key.as_deref(),
+            headers: message
                 .headers
                 .iter()
                 .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
-                .collect();
-            let failed = Failed {
-                group: &pipeline.group,
-                message: &incoming,
-                key: message.key.as_deref(),
-                headers,
-                event,
-                consumed_id: event_id
-                    .unwrap_or_else(|| synthetic_event_id(&at.topic, at.partition, at.offset)),
-                event_id,
-                error: error_text.clone(),
-                attempts: failures,
-                lane: &lane,
-            };
-            let settled = settle(conn, &context, &policy.exhausted, &failed);
-            drop(incoming);
-            match settled {
-                Ok(Settled::Stopped) => {
-                    tracing::error!(
-                        %at, lane, attempts = failures, error = %error_text,
-                        "event failed every attempt: its lane is STOPPED (recorded in procon_stopped_partitions); \
-                         the other lanes go on; resume it with `procon resume` or `resume_partition`"
-                    );
-                    pipeline.status.stalled(Stall {
-                        stopped: true,
-                        ..stall
-                    });
-                    pipeline.stop_lane(&partition, &lane, vec![message]);
-                    keep
-                }
-                Ok(settled) => {
-                    match settled {
-                        Settled::DeadLettered => {
-                            tracing::error!(%at, attempts = failures, error = %error_text, "event failed every attempt: sent to the dead-letter topic; its lane goes on")
-                        }
-                        Settled::ErrorEmitted => {
-                            tracing::error!(%at, attempts = failures, error = %error_text, "event failed every attempt: error event emitted; its lane goes on")
-                        }
-                        _ => tracing::info!(%at, "event was applied meanwhile; nothing to settle"),
+                .collect(),
+            event,
+            consumed_id: event_id
+                .unwrap_or_else(|| synthetic_event_id(&at.topic, at.partition, at.offset)),
+            event_id,
+            error: error_text.clone(),
+            attempts: failures,
+            lane,
+        };
+        let context = pipeline.unit_context(partition, epoch);
+        let settled = settle(self.conn, &context, &policy.exhausted, &failed);
+        drop(incoming);
+        match settled {
+            Ok(Settled::Stopped) => {
+                tracing::error!(
+                    %at, lane, attempts = failures, error = %error_text,
+                    "event failed every attempt: its lane is STOPPED (recorded in procon_stopped_partitions); \
+                     the other lanes go on; resume it with `procon resume` or `resume_lane`"
+                );
+                pipeline.status.stalled(Stall {
+                    stopped: true,
+                    ..stall
+                });
+                pipeline.stop_lane(partition, lane, vec![message]);
+            }
+            Ok(settled) => {
+                match settled {
+                    Settled::DeadLettered => {
+                        tracing::error!(%at, attempts = failures, error = %error_text, "event failed every attempt: sent to the dead-letter topic; its lane goes on")
                     }
-                    pipeline.status.flowing(&partition, &lane);
-                    pipeline.complete(&partition, &lane, &[message.position]);
-                    keep
+                    Settled::ErrorEmitted => {
+                        tracing::error!(%at, attempts = failures, error = %error_text, "event failed every attempt: error event emitted; its lane goes on")
+                    }
+                    _ => tracing::info!(%at, "event was applied meanwhile; nothing to settle"),
                 }
-                Err(ApplyError::Fenced { partition }) => {
-                    pipeline.fence(&partition);
-                    keep
-                }
-                Err(settle_error) => {
-                    let delay = outage.next_delay();
-                    tracing::error!(%at, error = %settle_error, retry_in_ms = delay.as_millis() as u64, "could not settle the failed event; it is tried again");
-                    pipeline.put_back(
-                        &partition,
-                        &lane,
-                        vec![message],
-                        Some(Instant::now() + delay),
-                        true,
-                    );
-                    Keep::Nothing
-                }
+                pipeline.status.flowing(partition, lane);
+                pipeline.complete(partition, lane, &[message.position]);
+            }
+            Err(ApplyError::Fenced { partition }) => pipeline.fence(&partition),
+            Err(settle_error) => {
+                tracing::error!(%at, error = %settle_error, "could not settle the failed event; it is tried again");
+                return Some(message);
             }
         }
+        None
     }
-}
-
-/// The failed message's event name and id, from the error, the headers or the payload.
-fn identity_of(
-    incoming: &Incoming<'_>,
-    error: &ApplyError,
-) -> (Option<String>, Option<uuid::Uuid>) {
-    #[derive(serde::Deserialize)]
-    struct Head {
-        event: Option<String>,
-        event_id: Option<uuid::Uuid>,
-    }
-    let head: Option<Head> = serde_json::from_slice(incoming.payload).ok();
-    let event = error
-        .event()
-        .map(str::to_owned)
-        .or_else(|| incoming.event_header.map(str::to_owned))
-        .or_else(|| head.as_ref().and_then(|h| h.event.clone()));
-    let event_id = incoming
-        .event_id_header
-        .and_then(|h| uuid::Uuid::parse_str(h).ok())
-        .or_else(|| head.and_then(|h| h.event_id));
-    (event, event_id)
 }

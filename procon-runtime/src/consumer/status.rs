@@ -47,6 +47,8 @@ impl Stall {
 struct Inner {
     assigned: BTreeSet<PartitionId>,
     stalls: BTreeMap<(PartitionId, String), Stall>,
+    /// Messages received and not yet applied, per partition.
+    in_flight: BTreeMap<PartitionId, usize>,
 }
 
 /// A consumer's state for status calls; cheap to clone, safe to call from anywhere.
@@ -64,6 +66,7 @@ impl Status {
             inner.assigned.insert(partition.clone());
         } else {
             inner.assigned.remove(partition);
+            inner.in_flight.remove(partition);
             inner.stalls.retain(|(p, _), _| p != partition);
         }
     }
@@ -86,6 +89,23 @@ impl Status {
         self.inner()
             .stalls
             .remove(&(partition.clone(), lane.to_owned()));
+    }
+
+    pub(crate) fn set_in_flight(&self, partition: &PartitionId, pending: usize) {
+        let mut inner = self.inner();
+        if inner.assigned.contains(partition) {
+            inner.in_flight.insert(partition.clone(), pending);
+        }
+    }
+
+    /// Messages received and not yet applied, per owned partition, as (topic, partition,
+    /// count): bounded by `max_in_flight` plus one poll's worth.
+    pub fn in_flight(&self) -> Vec<(String, i32, usize)> {
+        self.inner()
+            .in_flight
+            .iter()
+            .map(|(p, n)| (p.topic.clone(), p.partition, *n))
+            .collect()
     }
 
     /// The partitions this member owns now, as (topic, partition).

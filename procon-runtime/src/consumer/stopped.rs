@@ -101,6 +101,14 @@ pub enum ResumeError {
         /// The partition.
         partition: i32,
     },
+    /// `Resume::Skip` on a stop about an out-of-range position (there is no event to skip).
+    #[error("partition {topic}[{partition}] is stopped because its stored position is outside the log, not on an event: accept the proposed position with reset (`--reset`)")]
+    NothingToSkip {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
 }
 
 /// Resumes every stop of `partition` of `topic` (the physical topic name, as in
@@ -166,7 +174,13 @@ fn resume(
                     store::record_events(conn, group, &[id])?;
                     store::clear_failures(conn, group, &at, &[stopped.offset])?;
                 }
-                (Resume::Retry, _) | (Resume::Skip, Some(_)) => {
+                (Resume::Skip, Some(_)) => {
+                    return Err(ResumeError::NothingToSkip {
+                        topic: topic.to_owned(),
+                        partition,
+                    })
+                }
+                (Resume::Retry, _) => {
                     store::clear_failures(conn, group, &at, &[stopped.offset])?;
                 }
             }
