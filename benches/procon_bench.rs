@@ -14,8 +14,15 @@
 //!    with a handler that inserts one row per event: one transaction per event, then batched
 //!    (100 events of a partition per transaction, the default).
 //!
+//! 5. the pipeline, IO-bound: `BENCH_IO_EVENTS` (default 10,000) events on one partition over
+//!    100 keys, a handler that waits 5 ms, with `concurrency` 1 and 16;
+//! 6. the pipeline, database-bound: the topic of 4. applied with the default 8 processors and
+//!    units of at most 100 events, against a baseline that does the same INSERTs plus the same
+//!    bookkeeping (event ids recorded, the claim checked) in transactions of 100 over 8
+//!    connections, without reading Kafka.
+//!
 //! Settings: `PROCON_BENCH_DATABASE_URL` (default the local `test` database),
-//! `PROCON_BENCH_BROKERS` (default 127.0.0.1:9092).
+//! `PROCON_BENCH_BROKERS` (default 127.0.0.1:9092), `BENCH_ONLY=pipeline` (only 5. and 6.).
 
 use std::time::{Duration, Instant};
 
@@ -59,7 +66,10 @@ impl procon::Outbox for Item {
     }
 }
 
-/// The benchmark's consumer-side handler: one insert per event.
+/// How long the handler waits before its insert (the IO-bound scenario), in ms.
+static HANDLER_WAIT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The benchmark's consumer-side handler: one insert per event (after `HANDLER_WAIT_MS`).
 struct ApplyItem;
 
 impl procon::EventHandler for ApplyItem {
@@ -70,6 +80,10 @@ impl procon::EventHandler for ApplyItem {
         ctx: &mut procon::HandlerContext<'_>,
         event: procon::Event<serde_json::Value>,
     ) -> Result<(), procon::HandlerError> {
+        let wait = HANDLER_WAIT_MS.load(std::sync::atomic::Ordering::Relaxed);
+        if wait > 0 {
+            std::thread::sleep(Duration::from_millis(wait));
+        }
         diesel::sql_query("INSERT INTO bench_effects (event_id) VALUES ($1)")
             .bind::<diesel::sql_types::Uuid, _>(event.event_id)
             .execute(ctx.conn())?;
@@ -95,13 +109,17 @@ fn outbox_len(conn: &mut PgConnection) -> Result<i64, BoxError> {
 }
 
 async fn create_topic(brokers: &str, topic: &str) -> Result<(), BoxError> {
+    create_topic_with(brokers, topic, PARTITIONS).await
+}
+
+async fn create_topic_with(brokers: &str, topic: &str, partitions: i32) -> Result<(), BoxError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin
         .create_topics(
-            &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
             &options,
         )
         .await?
@@ -114,13 +132,22 @@ async fn create_topic(brokers: &str, topic: &str) -> Result<(), BoxError> {
 /// Emits `count` events in transactions of 1,000 and returns one stored payload (for the
 /// baseline to send the same bytes).
 fn fill_outbox(conn: &mut PgConnection, topic: &str, count: i64) -> Result<String, BoxError> {
+    fill_outbox_keys(conn, topic, count, KEYS)
+}
+
+fn fill_outbox_keys(
+    conn: &mut PgConnection,
+    topic: &str,
+    count: i64,
+    keys: i64,
+) -> Result<String, BoxError> {
     for chunk in 0..(count + 999) / 1000 {
         conn.transaction(|conn| {
             for i in chunk * 1000..((chunk + 1) * 1000).min(count) {
                 Item {
                     topic: topic.to_owned(),
-                    id: i % KEYS,
-                    seq: i / KEYS,
+                    id: i % keys,
+                    seq: i / keys,
                 }
                 .emit_created(conn)?;
             }
@@ -312,8 +339,9 @@ async fn fill_topic(
     conn: &mut PgConnection,
     topic: &str,
     count: i64,
+    keys: i64,
 ) -> Result<(), BoxError> {
-    fill_outbox(conn, topic, count)?;
+    fill_outbox_keys(conn, topic, count, keys)?;
     let runtime = procon::start(relay_only(url, brokers))?;
     while outbox_len(conn)? > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -366,6 +394,7 @@ async fn exactly_once_consumer(
     topic: &str,
     count: i64,
     batch_size: usize,
+    concurrency: usize,
 ) -> Result<f64, BoxError> {
     conn.batch_execute(
         "DROP TABLE IF EXISTS bench_effects; CREATE TABLE bench_effects (event_id UUID NOT NULL)",
@@ -374,6 +403,10 @@ async fn exactly_once_consumer(
         .service_name(format!("bench-eo-{}", uuid::Uuid::now_v7().simple()));
     config.relay.enabled = false;
     config.consumer.batch_size = batch_size;
+    config.consumer.concurrency = concurrency;
+    if let Ok(max) = std::env::var("BENCH_MAX_IN_FLIGHT") {
+        config.consumer.max_in_flight = max.parse()?;
+    }
     config
         .consumer
         .topics
@@ -463,6 +496,26 @@ async fn main() -> Result<(), BoxError> {
     println!(
         "procon-bench: {events} events, {KEYS} keys, {PARTITIONS} partitions, broker {brokers}"
     );
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("pipeline") {
+        fill_topic(
+            &url,
+            &brokers,
+            &mut conn,
+            &consume_topic,
+            consume_events,
+            KEYS,
+        )
+        .await?;
+        return pipeline(
+            &url,
+            &brokers,
+            &mut conn,
+            &consume_topic,
+            consume_events,
+            &run,
+        )
+        .await;
+    }
     let fill_started = Instant::now();
     let payload = fill_outbox(&mut conn, &relay_topic, events)?;
     println!(
@@ -489,7 +542,15 @@ async fn main() -> Result<(), BoxError> {
             latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         );
     }
-    fill_topic(&url, &brokers, &mut conn, &consume_topic, consume_events).await?;
+    fill_topic(
+        &url,
+        &brokers,
+        &mut conn,
+        &consume_topic,
+        consume_events,
+        KEYS,
+    )
+    .await?;
     let raw_consume = raw_consumer(&brokers, &consume_topic, consume_events)?;
     println!("raw consumer (baseline):              {raw_consume:>9.0} events/s   ({consume_events} events)");
     for (batch_size, label) in [(1, "1 tx/event"), (100, "batches of 100")] {
@@ -500,6 +561,7 @@ async fn main() -> Result<(), BoxError> {
             &consume_topic,
             consume_events,
             batch_size,
+            8,
         )
         .await?;
         println!(
@@ -507,5 +569,112 @@ async fn main() -> Result<(), BoxError> {
             exactly_once / raw_consume
         );
     }
+    pipeline(
+        &url,
+        &brokers,
+        &mut conn,
+        &consume_topic,
+        consume_events,
+        &run,
+    )
+    .await
+}
+
+/// Scenarios 5 and 6: the pipeline, IO-bound and database-bound.
+async fn pipeline(
+    url: &str,
+    brokers: &str,
+    conn: &mut PgConnection,
+    consume_topic: &str,
+    consume_events: i64,
+    run: &str,
+) -> Result<(), BoxError> {
+    let io_events: i64 = env_or("BENCH_IO_EVENTS", "10000").parse()?;
+    let io_topic = format!("bench-io-{run}");
+    create_topic_with(brokers, &io_topic, 1).await?;
+    fill_topic(url, brokers, conn, &io_topic, io_events, 100).await?;
+    HANDLER_WAIT_MS.store(5, std::sync::atomic::Ordering::Relaxed);
+    let mut rates = Vec::new();
+    for concurrency in [1, 16] {
+        let rate =
+            exactly_once_consumer(url, brokers, conn, &io_topic, io_events, 100, concurrency)
+                .await?;
+        println!(
+            "pipeline, 5 ms handler, 1 partition, 100 keys, concurrency {concurrency:>2}: {rate:>7.0} events/s"
+        );
+        rates.push(rate);
+    }
+    println!(
+        "pipeline IO-bound speed-up (16 vs 1):  {:>8.1}x",
+        rates[1] / rates[0]
+    );
+    HANDLER_WAIT_MS.store(0, std::sync::atomic::Ordering::Relaxed);
+
+    let exactly_once =
+        exactly_once_consumer(url, brokers, conn, consume_topic, consume_events, 100, 8).await?;
+    let baseline = plain_transactions(url, consume_events, 100, 8)?;
+    println!("plain INSERTs + bookkeeping, tx of 100, 8 connections (baseline): {baseline:>7.0} events/s");
+    println!(
+        "pipeline, 1 INSERT per event, 8 processors, units <= 100:          {exactly_once:>7.0} events/s   ({:.2}x the baseline)",
+        exactly_once / baseline
+    );
     Ok(())
+}
+
+/// The database-bound baseline: `count` events applied by `connections` threads in
+/// transactions of `size`, each doing what the pipeline's unit does in the database (record the
+/// event ids, one INSERT per event, check the claim) and nothing else.
+fn plain_transactions(
+    url: &str,
+    count: i64,
+    size: usize,
+    connections: usize,
+) -> Result<f64, BoxError> {
+    let mut setup = PgConnection::establish(url)?;
+    setup.batch_execute(
+        "DROP TABLE IF EXISTS bench_plain; CREATE TABLE bench_plain (event_id UUID NOT NULL); \
+         INSERT INTO procon_consumer_offsets (group_id, topic, partition, next_offset, epoch) \
+         VALUES ('bench-plain', 't', 0, 0, 1) ON CONFLICT DO NOTHING;",
+    )?;
+    let per_thread = count / connections as i64;
+    let started = Instant::now();
+    let threads: Vec<_> = (0..connections)
+        .map(|_| {
+            let url = url.to_owned();
+            std::thread::spawn(move || -> Result<(), String> {
+                let mut conn = PgConnection::establish(&url).map_err(|e| e.to_string())?;
+                let mut left = per_thread;
+                while left > 0 {
+                    let n = (size as i64).min(left);
+                    let ids: Vec<uuid::Uuid> = (0..n).map(|_| uuid::Uuid::now_v7()).collect();
+                    conn.transaction(|conn| {
+                        diesel::sql_query(
+                            "INSERT INTO procon_consumed_events (group_id, event_id) \
+                             SELECT 'bench-plain', unnest($1) ON CONFLICT DO NOTHING RETURNING event_id",
+                        )
+                        .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&ids)
+                        .execute(conn)?;
+                        for id in &ids {
+                            diesel::sql_query("INSERT INTO bench_plain (event_id) VALUES ($1)")
+                                .bind::<diesel::sql_types::Uuid, _>(id)
+                                .execute(conn)?;
+                        }
+                        diesel::sql_query(
+                            "SELECT 1 FROM procon_consumer_offsets WHERE group_id = 'bench-plain' \
+                             AND topic = 't' AND partition = 0 AND epoch = 1 FOR SHARE",
+                        )
+                        .execute(conn)?;
+                        Ok::<_, diesel::result::Error>(())
+                    })
+                    .map_err(|e| e.to_string())?;
+                    left -= n;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().map_err(|_| "a baseline thread panicked")??;
+    }
+    Ok((per_thread * connections as i64) as f64 / started.elapsed().as_secs_f64())
 }

@@ -1,6 +1,6 @@
 //! The intake loop: the one thread that owns the transport [`Source`]. It polls messages into
-//! the pipeline's lanes, pauses partitions that reach `max_in_flight` pending messages and
-//! resumes them at half (back-pressure without unbounded buffering, and polling never stops,
+//! the pipeline's lanes, pauses partitions that have `max_in_flight` messages waiting for a
+//! processor and resumes them at half (back-pressure without unbounded buffering, and polling never stops,
 //! so a long wait causes no rebalance), stores watermarks every `WATERMARK_PERIOD`, notices
 //! resumed stops, and positions partitions that were held.
 //!
@@ -102,9 +102,13 @@ fn flow_control(pipeline: &Pipeline, source: &mut dyn Source) -> bool {
     {
         let mut board = pipeline.board();
         for (partition, work) in board.partitions.iter_mut() {
-            let pending = work.lanes.in_flight();
-            pipeline.status.set_in_flight(partition, pending);
-            let full = pending >= max || (work.paused && pending > max / 2);
+            pipeline
+                .status
+                .set_in_flight(partition, work.lanes.in_flight());
+            // Waiting messages count, not those processors are applying (at most
+            // `concurrency` × `batch_size`): so processors find work queued when they finish.
+            let waiting = work.lanes.queued();
+            let full = waiting >= max || (work.paused && waiting > max / 2);
             let hold = work.held.is_some() || work.fenced;
             let want_paused = hold || full;
             backpressure |= full && !hold;

@@ -57,6 +57,8 @@ pub(crate) struct Lanes<M> {
     waiting: HashSet<String>,
     /// Messages queued or handed out and not completed.
     in_flight: usize,
+    /// Messages handed out and not yet returned.
+    handed_out: usize,
     busy: usize,
 }
 
@@ -67,6 +69,7 @@ impl<M> Default for Lanes<M> {
             ready: VecDeque::new(),
             waiting: HashSet::new(),
             in_flight: 0,
+            handed_out: 0,
             busy: 0,
         }
     }
@@ -97,6 +100,11 @@ impl<M> Lanes<M> {
     /// Messages received and not yet completed (queued, busy, waiting or stopped).
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// Messages waiting in lanes (queued, waiting for a retry, or stopped).
+    pub(crate) fn queued(&self) -> usize {
+        self.in_flight.saturating_sub(self.handed_out)
     }
 
     /// Lanes handed out and not yet returned.
@@ -168,6 +176,7 @@ impl<M> Lanes<M> {
             };
             let messages: Vec<M> = lane.queue.drain(..n).collect();
             count += messages.len();
+            self.handed_out += messages.len();
             taken.push((name, messages));
             if solo {
                 return Some(Taken { lanes: taken });
@@ -201,6 +210,7 @@ impl<M> Lanes<M> {
     pub(crate) fn complete(&mut self, lane: &str, done: usize) {
         // Saturating: a fenced partition's lanes were dropped while a unit was out.
         self.in_flight = self.in_flight.saturating_sub(done);
+        self.handed_out = self.handed_out.saturating_sub(done);
         if let Some(entry) = self.release(lane) {
             entry.solo = false;
         }
@@ -216,6 +226,7 @@ impl<M> Lanes<M> {
         retry_at: Option<Instant>,
         solo: bool,
     ) {
+        self.handed_out = self.handed_out.saturating_sub(messages.len());
         let Some(entry) = self.release(lane) else {
             return;
         };
@@ -233,6 +244,7 @@ impl<M> Lanes<M> {
     /// Stops `lane` holding `messages` at its front: nothing of it is handed out until
     /// [`Lanes::unstop`]. Also used for a lane found stopped before any message arrived.
     pub(crate) fn stop(&mut self, lane: &str, messages: Vec<M>) {
+        self.handed_out = self.handed_out.saturating_sub(messages.len());
         let entry = match self.lanes.contains_key(lane) {
             true => self.release(lane).expect("exists"),
             false => self.lanes.entry(lane.to_owned()).or_default(),
@@ -371,6 +383,7 @@ mod tests {
         assert_eq!(flat(&l.take(10, 10).unwrap()), vec![("b".into(), vec![2])]);
         assert!(l.take(10, 10).is_none());
         assert_eq!(l.in_flight(), 3);
+        assert_eq!(l.queued(), 2, "b's message is handed out");
         l.unstop("a");
         assert_eq!(flat(&l.take(10, 10).unwrap()), vec![("a".into(), vec![1])]);
         // A lane known stopped before its first message holds it too.

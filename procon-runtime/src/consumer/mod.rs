@@ -29,7 +29,7 @@
 //!   failures persisted across rebalances, then the policy: `stop` the lane (persisted,
 //!   resumable), dead letter or error event (settled atomically). Database outages are not
 //!   counted. A panicking handler is a failure: rolled back, its connection discarded.
-//! - Back-pressure: a partition with `max_in_flight` pending messages is paused at the source
+//! - Back-pressure: a partition with `max_in_flight` messages waiting is paused at the source
 //!   until half of them are applied; the intake keeps polling, so no rebalance follows.
 
 mod apply;

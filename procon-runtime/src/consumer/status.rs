@@ -99,7 +99,8 @@ impl Status {
     }
 
     /// Messages received and not yet applied, per owned partition, as (topic, partition,
-    /// count): bounded by `max_in_flight` plus one poll's worth.
+    /// count): at most `max_in_flight` waiting (plus one poll's worth) and `concurrency` ×
+    /// `batch_size` being applied.
     pub fn in_flight(&self) -> Vec<(String, i32, usize)> {
         self.inner()
             .in_flight
