@@ -35,6 +35,52 @@ struct Step {
     panics: bool,
 }
 
+/// A step applied by a batch handler.
+#[derive(Debug, Clone, Serialize, Deserialize, Outbox)]
+#[procon(topic = "steps", entity = "batchstep", key = account)]
+struct BatchStep {
+    account: i64,
+    seq: i64,
+    /// The batch handler fails on it, always.
+    fails: bool,
+}
+
+/// The sizes of the batches the batch handler was called with.
+static BATCHES: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+/// Applies `batchstep.created` events a unit at a time.
+struct ApplyBatchSteps;
+
+impl procon::BatchHandler for ApplyBatchSteps {
+    const TOPIC: &'static str = "steps";
+    const EVENT: &'static str = "batchstep.created";
+    type Payload = BatchStep;
+    fn handle_batch(
+        ctx: &mut HandlerContext<'_>,
+        events: Vec<Event<BatchStep>>,
+    ) -> Result<(), HandlerError> {
+        BATCHES.lock().unwrap().push(events.len());
+        for event in &events {
+            let step = event
+                .after
+                .as_ref()
+                .ok_or_else(|| HandlerError::msg("no after"))?;
+            diesel::sql_query(
+                "INSERT INTO steps_done (account, seq, kafka_offset) VALUES ($1, $2, $3)",
+            )
+            .bind::<BigInt, _>(step.account)
+            .bind::<BigInt, _>(step.seq)
+            .bind::<BigInt, _>(event.coordinates.offset)
+            .execute(ctx.conn())?;
+            if step.fails {
+                return Err(HandlerError::msg(format!("batch step {} fails", step.seq)));
+            }
+        }
+        Ok(())
+    }
+}
+procon::register_batch_handler!(ApplyBatchSteps);
+
 /// Flips failing steps to succeeding (a deployed fix).
 static FIXED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// Attempts at account 7's failing step.
@@ -628,4 +674,58 @@ fn stored_watermark(setup: &Setup) -> i64 {
     .get_result::<Next>(&mut setup.db.conn())
     .map(|n| n.next_offset)
     .unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_handler_gets_a_units_events_at_once_and_a_failing_one_is_found_alone() {
+    let setup = setup("pipeline_batch", 1).await;
+    let mut conn = setup.db.conn();
+    conn.transaction(|conn| {
+        for seq in 1..=300 {
+            BatchStep {
+                account: seq % 5,
+                seq,
+                fails: seq == 123,
+            }
+            .emit_created(conn)?;
+        }
+        Ok::<_, procon::EmitError>(())
+    })
+    .unwrap();
+    let mut config = setup.config(2, quick(2, Exhausted::Stop));
+    config.consumer.batch_size = 50;
+    config.consumer.batch_timeout = Duration::from_millis(300);
+    let runtime = procon::start(config).unwrap();
+    let stop = setup.wait_for_stop("the failing batch step's key to stop");
+    assert_eq!(stop.lane, "key:3", "{stop:?}");
+    assert!(
+        stop.error.contains("batch step 123 fails"),
+        "{}",
+        stop.error
+    );
+    // Everything but account 3 from its failing step on (seq 123, 128, ..., 298: 36 steps).
+    let rows = setup.wait_for_done(300 - 36);
+    runtime.shutdown().await.unwrap();
+    let accounts = per_account(&rows);
+    for (account, seqs) in &accounts {
+        let mut sorted = seqs.clone();
+        sorted.sort();
+        assert_eq!(seqs, &sorted, "account {account} in order");
+        let expected = if *account == 3 { 24 } else { 60 };
+        assert_eq!(seqs.len(), expected, "account {account}");
+    }
+    let batches = BATCHES.lock().unwrap().clone();
+    assert!(
+        batches.iter().any(|n| *n > 1),
+        "events were handed over in batches: {batches:?}"
+    );
+    assert!(
+        batches.iter().all(|n| *n <= 50),
+        "at most batch_size: {batches:?}"
+    );
+    assert!(
+        batches.len() < 300,
+        "fewer calls than events: {} calls",
+        batches.len()
+    );
 }

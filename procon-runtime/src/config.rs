@@ -84,6 +84,10 @@ pub struct ConsumerConfig {
     /// How long a revoked partition's in-flight work may take to finish before the partition
     /// is released anyway (its unfinished messages are applied by the next owner). Default 10 s.
     pub drain_timeout: Duration,
+    /// How long a partition whose topic has a [`crate::consumer::BatchHandler`] may wait for
+    /// `batch_size` events before a smaller unit is handed out (Broadway's `batch_timeout`).
+    /// Default 0: hand out what is there at once.
+    pub batch_timeout: Duration,
     /// Check a claimed partition's stored position against the log's range (a position
     /// beyond the end or below the start stops the partition instead of being passed over).
     /// Default `true`; switch it off only for a broker whose reported range is wrong (the
@@ -169,6 +173,7 @@ impl Default for ConsumerConfig {
             partition_by: PartitionBy::Key,
             drain_timeout: Duration::from_secs(10),
             check_position_range: true,
+            batch_timeout: Duration::ZERO,
             failure: FailurePolicy::default(),
             failure_by_topic: BTreeMap::new(),
         }
@@ -367,6 +372,7 @@ impl Config {
     /// | `PROCON_CONSUMER_CONCURRENCY` | processors (database connections), default 8 |
     /// | `PROCON_CONSUMER_MAX_IN_FLIGHT` | messages waiting per partition, default 2000 |
     /// | `PROCON_CONSUMER_PARTITION_BY` | `key` (default) or `partition` |
+    /// | `PROCON_CONSUMER_BATCH_TIMEOUT_MS` | wait for full batch-handler units, default 0 |
     /// | `PROCON_CONSUMER_CHECK_POSITION_RANGE` | check stored positions against the log, default `true` |
     /// | `PROCON_CONSUMER_MAX_ATTEMPTS` | attempts before the failure policy applies, default 10 |
     /// | `PROCON_CONSUMER_ON_FAILURE` | `stop` (default), `dead_letter` or `error_event` |
@@ -465,6 +471,10 @@ impl Config {
                     ))
                 }
             };
+        }
+        if let Some(v) = vars.get("PROCON_CONSUMER_BATCH_TIMEOUT_MS") {
+            consumer.batch_timeout =
+                Duration::from_millis(parse("PROCON_CONSUMER_BATCH_TIMEOUT_MS", v)?);
         }
         if let Some(v) = vars.get("PROCON_CONSUMER_CHECK_POSITION_RANGE") {
             consumer.check_position_range = parse("PROCON_CONSUMER_CHECK_POSITION_RANGE", v)?;

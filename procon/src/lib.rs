@@ -20,12 +20,13 @@ pub use procon_runtime::consumer::{
     Status, StoppedPartition,
 };
 pub use procon_runtime::consumer::{
-    Coordinates, Event, EventHandler, HandlerContext, HandlerError,
+    BatchHandler, Coordinates, Event, EventHandler, HandlerContext, HandlerError,
 };
 pub use procon_runtime::event::{self, Envelope, EventKind, Metadata};
 pub use procon_runtime::materialize::{Materialize, MaterializeError, MaterializeHooks, Outcome};
 pub use procon_runtime::outbox::{EmitError, Outbox, OutboxEvent, OutboxExt};
 pub use procon_runtime::realtime::{Change, Realtime, RealtimeError};
+pub use procon_runtime::register_batch_handler;
 pub use procon_runtime::register_handler;
 pub use procon_runtime::register_materializer;
 pub use procon_runtime::store::{migrate, MigrationError};

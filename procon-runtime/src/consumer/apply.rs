@@ -12,7 +12,10 @@ use diesel::pg::PgConnection;
 use diesel::Connection;
 use uuid::Uuid;
 
-use super::handler::{AfterCommit, Coordinates, DispatchError, HandlerContext, Registration};
+use super::batch::BatchFn;
+use super::handler::{
+    AfterCommit, Coordinates, Dispatch, DispatchError, DispatchFn, HandlerContext, Registration,
+};
 use super::store;
 use crate::config::UnknownEvents;
 use crate::event::headers;
@@ -92,6 +95,14 @@ impl Registry {
             Some(logical) => config.failure_policy(logical),
             None => &config.failure,
         }
+    }
+
+    /// Whether a batch handler reads this physical topic.
+    pub(crate) fn has_batch_handler(&self, physical_topic: &str) -> bool {
+        self.logical
+            .get(physical_topic)
+            .and_then(|logical| self.handlers.get(logical))
+            .is_some_and(|events| events.values().any(Registration::is_batch))
     }
 
     fn handler(&self, physical_topic: &str, event: &str) -> Option<&Registration> {
@@ -335,12 +346,30 @@ pub(crate) fn apply_unit(
         // An id twice in one unit is new only the first time.
         let mut seen = std::collections::HashSet::with_capacity(ids.len());
         let mut outcomes = Vec::with_capacity(identified.len());
+        // Events for batch handlers wait here (as indices) and are handed over together; before
+        // any other handler runs, so that every key keeps its order.
+        let mut batches: Vec<(&Registration, BatchFn, Vec<usize>)> = Vec::new();
         for (index, item) in identified.iter().enumerate() {
             let fresh = new_ids.contains(&item.event_id) && seen.insert(item.event_id);
-            let applied = match item.registration {
+            let applied = match item.registration.map(|r| (r, r.dispatch)) {
                 _ if !fresh => Applied::Duplicate,
-                Some(registration) => {
-                    run_handler(conn, unit.group, item, registration, &mut after_commit).map_err(
+                Some((registration, Dispatch::Batch(dispatch))) => {
+                    match batches
+                        .iter_mut()
+                        .find(|(r, _, _)| std::ptr::eq(*r, registration))
+                    {
+                        Some((_, _, indices)) => indices.push(index),
+                        None => batches.push((registration, dispatch, vec![index])),
+                    }
+                    Applied::Handled
+                }
+                Some((registration, Dispatch::One(dispatch))) => {
+                    for (batch, dispatch_batch, indices) in batches.drain(..) {
+                        let run = (batch, dispatch_batch, indices.as_slice());
+                        run_batch(conn, unit.group, &identified, run, &mut after_commit)?;
+                    }
+                    let run = (registration, dispatch);
+                    run_handler(conn, unit.group, item, run, &mut after_commit).map_err(
                         |error| UnitFailed {
                             index: Some(index),
                             error,
@@ -351,6 +380,10 @@ pub(crate) fn apply_unit(
                 None => Applied::NoHandler,
             };
             outcomes.push(applied);
+        }
+        for (batch, dispatch_batch, indices) in batches.drain(..) {
+            let run = (batch, dispatch_batch, indices.as_slice());
+            run_batch(conn, unit.group, &identified, run, &mut after_commit)?;
         }
         if !store::check_epoch(conn, unit.group, unit.partition, unit.epoch)
             .map_err(database(&first.coordinates))?
@@ -378,9 +411,10 @@ fn run_handler(
     conn: &mut PgConnection,
     group: &str,
     item: &Identified<'_, '_>,
-    registration: &Registration,
+    run: (&Registration, DispatchFn),
     after_commit: &mut AfterCommit,
 ) -> Result<(), ApplyError> {
+    let (registration, dispatch) = run;
     let coordinates = &item.message.coordinates;
     let span = tracing::info_span!(
         "procon.handle",
@@ -394,7 +428,7 @@ fn run_handler(
     let _entered = span.enter();
     let mut ctx = HandlerContext::new(conn, group, coordinates, after_commit);
     let dispatched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        registration.dispatch(&mut ctx, item.message.payload, coordinates.clone())
+        dispatch(&mut ctx, item.message.payload, coordinates.clone())
     }));
     let result = match dispatched {
         Ok(result) => result,
@@ -404,6 +438,62 @@ fn run_handler(
         coordinates: coordinates.clone(),
         event: item.event.clone(),
         source,
+    })
+}
+
+/// Runs a batch handler on the unit's events at `indices` (in unit order), in a span of its
+/// own; a panic is caught like in [`run_handler`]. A failure names the event when it is known
+/// (a decode error, or a batch of one); otherwise the unit is retried one event at a time.
+fn run_batch(
+    conn: &mut PgConnection,
+    group: &str,
+    identified: &[Identified<'_, '_>],
+    run: (&Registration, BatchFn, &[usize]),
+    after_commit: &mut AfterCommit,
+) -> Result<(), UnitFailed> {
+    let (registration, dispatch, indices) = run;
+    let first = &identified[indices[0]];
+    let coordinates = &first.message.coordinates;
+    let span = tracing::info_span!(
+        "procon.handle_batch",
+        event = %first.event,
+        handler = registration.name,
+        topic = %coordinates.topic,
+        partition = coordinates.partition,
+        first_offset = coordinates.offset,
+        events = indices.len(),
+    );
+    let _entered = span.enter();
+    let items: Vec<(&[u8], Coordinates)> = indices
+        .iter()
+        .map(|i| {
+            (
+                identified[*i].message.payload,
+                identified[*i].message.coordinates.clone(),
+            )
+        })
+        .collect();
+    let mut ctx = HandlerContext::new(conn, group, coordinates, after_commit);
+    let dispatched =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&mut ctx, &items)));
+    let (at, source) = match dispatched {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(failed)) => failed,
+        Err(panic) => (None, DispatchError::Panicked(panic_text(panic.as_ref()))),
+    };
+    let index = match (at, indices) {
+        (Some(at), _) => Some(indices[at]),
+        (None, [only]) => Some(*only),
+        (None, _) => None,
+    };
+    let culprit = &identified[index.unwrap_or(indices[0])];
+    Err(UnitFailed {
+        index,
+        error: ApplyError::Dispatch {
+            coordinates: culprit.message.coordinates.clone(),
+            event: culprit.event.clone(),
+            source,
+        },
     })
 }
 

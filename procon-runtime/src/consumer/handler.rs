@@ -214,7 +214,17 @@ pub(crate) enum DispatchError {
 }
 
 /// The type-erased entry point of one handler.
-type DispatchFn = fn(&mut HandlerContext<'_>, &[u8], Coordinates) -> Result<(), DispatchError>;
+pub(crate) type DispatchFn =
+    fn(&mut HandlerContext<'_>, &[u8], Coordinates) -> Result<(), DispatchError>;
+
+/// How a registered handler takes its events.
+#[derive(Clone, Copy)]
+pub(crate) enum Dispatch {
+    /// One event per call ([`EventHandler`]).
+    One(DispatchFn),
+    /// The events of a unit in one call ([`super::BatchHandler`]).
+    Batch(super::batch::BatchFn),
+}
 
 /// A registered handler, as collected by `inventory`.
 #[derive(Clone, Copy)]
@@ -225,7 +235,7 @@ pub struct Registration {
     pub event: &'static str,
     /// The handler's name, for logs and errors.
     pub name: &'static str,
-    dispatch: DispatchFn,
+    pub(crate) dispatch: Dispatch,
 }
 
 impl fmt::Debug for Registration {
@@ -245,19 +255,32 @@ impl Registration {
             topic: H::TOPIC,
             event: H::EVENT,
             name,
-            dispatch: dispatch::<H>,
+            dispatch: Dispatch::One(dispatch::<H>),
         }
     }
 
-    /// Decodes `payload` and runs the handler.
-    pub(crate) fn dispatch(
-        &self,
-        ctx: &mut HandlerContext<'_>,
-        payload: &[u8],
-        coordinates: Coordinates,
-    ) -> Result<(), DispatchError> {
-        (self.dispatch)(ctx, payload, coordinates)
+    /// The registration of batch handler `H`, named `name` in logs.
+    pub const fn of_batch<H: super::BatchHandler>(name: &'static str) -> Self {
+        Registration {
+            topic: H::TOPIC,
+            event: H::EVENT,
+            name,
+            dispatch: Dispatch::Batch(super::batch::dispatch_batch::<H>),
+        }
     }
+
+    /// Whether the handler takes its events in batches.
+    pub fn is_batch(&self) -> bool {
+        matches!(self.dispatch, Dispatch::Batch(_))
+    }
+}
+
+/// Decodes `payload` as an envelope of `T`.
+pub(crate) fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<Envelope<T>, DispatchError> {
+    serde_json::from_slice(payload).map_err(|source| DispatchError::Decode {
+        payload_type: std::any::type_name::<T>(),
+        source,
+    })
 }
 
 fn dispatch<H: EventHandler>(
@@ -265,11 +288,7 @@ fn dispatch<H: EventHandler>(
     payload: &[u8],
     coordinates: Coordinates,
 ) -> Result<(), DispatchError> {
-    let envelope: Envelope<H::Payload> =
-        serde_json::from_slice(payload).map_err(|source| DispatchError::Decode {
-            payload_type: std::any::type_name::<H::Payload>(),
-            source,
-        })?;
+    let envelope = decode::<H::Payload>(payload)?;
     H::handle(
         ctx,
         Event {

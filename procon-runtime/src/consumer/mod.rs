@@ -33,6 +33,7 @@
 //!   until half of them are applied; the intake keeps polling, so no rebalance follows.
 
 mod apply;
+mod batch;
 mod exhausted;
 mod handler;
 mod housekeeping;
@@ -50,6 +51,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 pub use apply::DuplicateHandler;
+pub use batch::BatchHandler;
 pub use exhausted::FailedEvent;
 pub use handler::{
     registered_handlers, Coordinates, Event, EventHandler, HandlerContext, HandlerError,

@@ -54,6 +54,10 @@ pub(crate) struct PartitionWork {
     pub(crate) held: Option<Held>,
     /// Paused at the source by this member (held, fenced, or `max_in_flight` pending).
     pub(crate) paused: bool,
+    /// Since when messages wait in its lanes (for `batch_timeout`).
+    waiting_since: Option<Instant>,
+    /// A batch handler reads its topic: hand out only full units or after `batch_timeout`.
+    batching: bool,
     pub(crate) revoking: bool,
     pub(crate) fenced: bool,
 }
@@ -68,9 +72,20 @@ impl PartitionWork {
             failures: HashMap::new(),
             held: None,
             paused: false,
+            waiting_since: None,
+            batching: false,
             revoking: false,
             fenced: false,
         }
+    }
+
+    /// When a unit for a batch handler is handed out although not full: `None` when it may
+    /// be handed out now.
+    fn fill_until(&self, batch_size: usize, batch_timeout: Duration) -> Option<Instant> {
+        if !self.batching || batch_timeout.is_zero() || self.lanes.queued() >= batch_size {
+            return None;
+        }
+        self.waiting_since.map(|since| since + batch_timeout)
     }
 
     fn accepts_work(&self) -> bool {
@@ -180,6 +195,9 @@ impl Pipeline {
                 continue;
             }
             work.watermark.received(message.position);
+            if work.lanes.queued() == 0 {
+                work.waiting_since = Some(Instant::now());
+            }
             let lane = self.config.partition_by.lane_of(&message);
             work.lanes.push(&lane, message);
         }
@@ -217,6 +235,15 @@ impl Pipeline {
                 if let Some(at) = work.lanes.wake_due(now) {
                     next_retry = Some(next_retry.map_or(at, |n| n.min(at)));
                 }
+                // Let a batch handler's unit fill up to `batch_size`, for `batch_timeout` at most.
+                if let Some(until) =
+                    work.fill_until(self.config.batch_size, self.config.batch_timeout)
+                {
+                    if until > now {
+                        next_retry = Some(next_retry.map_or(until, |n| n.min(until)));
+                        continue;
+                    }
+                }
                 // Spread ready lanes over the processors; batch them when there are many.
                 let per_processor = work
                     .lanes
@@ -225,6 +252,9 @@ impl Pipeline {
                 let Some(taken) = work.lanes.take(self.config.batch_size, per_processor) else {
                     continue;
                 };
+                if work.lanes.queued() == 0 {
+                    work.waiting_since = None;
+                }
                 let retried = taken
                     .lanes
                     .iter()
@@ -484,6 +514,7 @@ impl Pipeline {
         let claim = store::claim(&mut conn, &self.group, partition)?;
         let start = (claim.next_offset >= 0).then(|| Position::offset(claim.next_offset));
         let mut work = PartitionWork::new(claim, start);
+        work.batching = self.registry.has_batch_handler(&partition.topic);
         for failure in store::failures(&mut conn, &self.group, partition)? {
             work.failures
                 .insert(failure.offset, u32::try_from(failure.attempts).unwrap_or(0));
