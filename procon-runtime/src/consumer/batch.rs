@@ -69,11 +69,14 @@ pub(crate) type BatchFailed = (Option<usize>, DispatchError);
 pub(crate) type BatchFn =
     fn(&mut HandlerContext<'_>, &[(&[u8], Coordinates)]) -> Result<(), BatchFailed>;
 
+/// Events of one batch key, in order.
+type KeyedBatch<T> = (Option<String>, Vec<Event<T>>);
+
 pub(crate) fn dispatch_batch<H: BatchHandler>(
     ctx: &mut HandlerContext<'_>,
     items: &[(&[u8], Coordinates)],
 ) -> Result<(), BatchFailed> {
-    let mut batches: Vec<(Option<String>, Vec<Event<H::Payload>>)> = Vec::new();
+    let mut batches: Vec<KeyedBatch<H::Payload>> = Vec::new();
     for (index, (payload, coordinates)) in items.iter().enumerate() {
         let envelope = decode::<H::Payload>(payload).map_err(|e| (Some(index), e))?;
         let event = Event {
