@@ -4,7 +4,8 @@
 //! PostgreSQL is restarted. At the end every event has exactly one effect, in key order.
 //!
 //! The seed is printed; `PROCON_CHAOS_SEED=<seed>` replays the same fault plan (same moments,
-//! same order; the processes' own timing still varies).
+//! same order; the processes' own timing still varies). `PROCON_CHAOS_EVENTS` sets the number of
+//! events (default 20,000; the consumers run the pipeline with its default 8 processors).
 
 mod common;
 
@@ -18,12 +19,19 @@ use common::ledger::{effects, CreditOut, Entry, Out};
 use diesel::{Connection, PgConnection};
 use procon::prelude::*;
 
-const EVENTS: i64 = 20_000;
 const KEYS: i64 = 50;
 const PER_TRANSACTION: i64 = 100;
 /// Faults happen within this window after the start; the writer spreads its events over it.
 const FAULT_WINDOW: Duration = Duration::from_secs(24);
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(240);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How many events flow (`PROCON_CHAOS_EVENTS`, default 20,000).
+fn events() -> i64 {
+    std::env::var("PROCON_CHAOS_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -125,6 +133,7 @@ async fn chaos_every_event_has_exactly_one_effect_in_key_order() {
     eprintln!("chaos seed: {seed} (replay with PROCON_CHAOS_SEED={seed})");
     let plan = plan(seed);
     println!("chaos plan: {plan:?}");
+    let events = events();
 
     let db = TestDb::new("chaos");
     common::ledger::create_effects(&mut db.conn());
@@ -155,7 +164,7 @@ async fn chaos_every_event_has_exactly_one_effect_in_key_order() {
     let writer = {
         let (url, topic, writing) = (db.url.clone(), topic.clone(), writing.clone());
         std::thread::spawn(move || {
-            let transactions = EVENTS / PER_TRANSACTION;
+            let transactions = events / PER_TRANSACTION;
             let pause = FAULT_WINDOW / transactions as u32;
             let mut conn: Option<PgConnection> = None;
             let mut next = 0;
@@ -238,23 +247,23 @@ async fn chaos_every_event_has_exactly_one_effect_in_key_order() {
 
     common::wait_for("every event to have its effect", DRAIN_TIMEOUT, || {
         let mut conn = PgConnection::establish(&db.url).ok()?;
-        (effects(&mut conn).len() as i64 >= EVENTS).then_some(())
+        (effects(&mut conn).len() as i64 >= events).then_some(())
     });
     tokio::time::sleep(Duration::from_secs(2)).await; // room for a wrongly repeated effect
     let effects = effects(&mut db.conn());
     let mut on_broker = Collector::new(&broker.brokers, &topic, 4);
-    on_broker.at_least(EVENTS as usize, DRAIN_TIMEOUT);
+    on_broker.at_least(events as usize, DRAIN_TIMEOUT);
     let published = on_broker.drain_for(Duration::from_secs(2)).len();
     kill(&mut services.relay);
     kill(&mut services.consumer);
     broker.stop().await;
 
     println!(
-        "chaos seed {seed}: {EVENTS} events, {} effects, {published} messages on the broker \
+        "chaos seed {seed}: {events} events, {} effects, {published} messages on the broker \
          ({} redelivered), {} relay kills, {} consumer kills, {} broker cuts, {} PostgreSQL \
          restarts, {:.1} s",
         effects.len(),
-        published as i64 - EVENTS,
+        published as i64 - events,
         counts.0,
         counts.1,
         counts.2,
@@ -263,13 +272,13 @@ async fn chaos_every_event_has_exactly_one_effect_in_key_order() {
     );
     assert_eq!(
         effects.len() as i64,
-        EVENTS,
+        events,
         "one effect per event (seed {seed})"
     );
     let mut seqs: Vec<i64> = effects.iter().map(|e| e.seq).collect();
     seqs.sort_unstable();
     assert!(
-        seqs.iter().copied().eq(1..=EVENTS),
+        seqs.iter().copied().eq(1..=events),
         "every event's effect, none twice (seed {seed})"
     );
     let mut last_per_key = std::collections::HashMap::new();
