@@ -88,11 +88,23 @@ pub struct ConsumerConfig {
     /// `batch_size` events before a smaller unit is handed out (Broadway's `batch_timeout`).
     /// Default 0: hand out what is there at once.
     pub batch_timeout: Duration,
+    /// At most this many messages handed to processors per interval, over all partitions
+    /// (Broadway's `rate_limiting`), e.g. to spare a downstream API. Default `None`.
+    pub rate_limit: Option<RateLimit>,
     /// Check a claimed partition's stored position against the log's range (a position
     /// beyond the end or below the start stops the partition instead of being passed over).
     /// Default `true`; switch it off only for a broker whose reported range is wrong (the
     /// test broker tansu after idempotent batches).
     pub check_position_range: bool,
+}
+
+/// Broadway's `rate_limiting`: at most `allowed_messages` per `interval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Messages allowed per interval.
+    pub allowed_messages: usize,
+    /// The interval.
+    pub interval: Duration,
 }
 
 /// The lane of a message: messages of one lane are applied one after the other, in position
@@ -174,6 +186,7 @@ impl Default for ConsumerConfig {
             drain_timeout: Duration::from_secs(10),
             check_position_range: true,
             batch_timeout: Duration::ZERO,
+            rate_limit: None,
             failure: FailurePolicy::default(),
             failure_by_topic: BTreeMap::new(),
         }
@@ -373,6 +386,7 @@ impl Config {
     /// | `PROCON_CONSUMER_MAX_IN_FLIGHT` | messages waiting per partition, default 2000 |
     /// | `PROCON_CONSUMER_PARTITION_BY` | `key` (default) or `partition` |
     /// | `PROCON_CONSUMER_BATCH_TIMEOUT_MS` | wait for full batch-handler units, default 0 |
+    /// | `PROCON_CONSUMER_RATE_LIMIT` | `<messages>/<milliseconds>`, e.g. `100/1000`; default none |
     /// | `PROCON_CONSUMER_CHECK_POSITION_RANGE` | check stored positions against the log, default `true` |
     /// | `PROCON_CONSUMER_MAX_ATTEMPTS` | attempts before the failure policy applies, default 10 |
     /// | `PROCON_CONSUMER_ON_FAILURE` | `stop` (default), `dead_letter` or `error_event` |
@@ -475,6 +489,9 @@ impl Config {
         if let Some(v) = vars.get("PROCON_CONSUMER_BATCH_TIMEOUT_MS") {
             consumer.batch_timeout =
                 Duration::from_millis(parse("PROCON_CONSUMER_BATCH_TIMEOUT_MS", v)?);
+        }
+        if let Some(v) = vars.get("PROCON_CONSUMER_RATE_LIMIT") {
+            consumer.rate_limit = Some(parse_rate_limit(v)?);
         }
         if let Some(v) = vars.get("PROCON_CONSUMER_CHECK_POSITION_RANGE") {
             consumer.check_position_range = parse("PROCON_CONSUMER_CHECK_POSITION_RANGE", v)?;
@@ -604,6 +621,15 @@ impl Config {
         if self.consumer.concurrency == 0 {
             return Err(invalid("consumer.concurrency", "0", "must be at least 1"));
         }
+        if let Some(limit) = &self.consumer.rate_limit {
+            if limit.allowed_messages == 0 || limit.interval.is_zero() {
+                return Err(invalid(
+                    "consumer.rate_limit",
+                    &format!("{}/{:?}", limit.allowed_messages, limit.interval),
+                    "both the messages and the interval must be positive (nothing would ever be applied)",
+                ));
+            }
+        }
         if self.consumer.max_in_flight == 0 {
             return Err(invalid(
                 "consumer.max_in_flight",
@@ -647,6 +673,25 @@ where
         .trim()
         .parse()
         .map_err(|e: T::Err| invalid(name, value, &e.to_string()))
+}
+
+fn parse_rate_limit(value: &str) -> Result<RateLimit, ConfigError> {
+    const NAME: &str = "PROCON_CONSUMER_RATE_LIMIT";
+    let (messages, ms) = value.trim().split_once('/').ok_or_else(|| {
+        invalid(
+            NAME,
+            value,
+            "expected `<messages>/<milliseconds>`, e.g. `100/1000`",
+        )
+    })?;
+    let limit = RateLimit {
+        allowed_messages: parse(NAME, messages.trim())?,
+        interval: Duration::from_millis(parse(NAME, ms.trim())?),
+    };
+    if limit.allowed_messages == 0 || limit.interval.is_zero() {
+        return Err(invalid(NAME, value, "both numbers must be at least 1"));
+    }
+    Ok(limit)
 }
 
 fn invalid(name: &str, value: &str, reason: &str) -> ConfigError {
@@ -831,6 +876,25 @@ mod tests {
         assert_eq!(config.consumer.max_in_flight, 50);
         assert_eq!(config.consumer.partition_by, PartitionBy::Partition);
         assert!(!config.consumer.check_position_range);
+
+        let mut vars = base();
+        vars.push(("PROCON_CONSUMER_RATE_LIMIT", "100/250"));
+        let limit = Config::from_vars(vars)
+            .unwrap()
+            .consumer
+            .rate_limit
+            .unwrap();
+        assert_eq!(limit.allowed_messages, 100);
+        assert_eq!(limit.interval, Duration::from_millis(250));
+        for bad in ["100", "0/10", "x/10"] {
+            let mut vars = base();
+            vars.push(("PROCON_CONSUMER_RATE_LIMIT", bad));
+            let error = Config::from_vars(vars).unwrap_err().to_string();
+            assert!(
+                error.contains("PROCON_CONSUMER_RATE_LIMIT"),
+                "{bad}: {error}"
+            );
+        }
 
         let mut vars = base();
         vars.push(("PROCON_CONSUMER_PARTITION_BY", "tenant"));

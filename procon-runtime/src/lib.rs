@@ -37,8 +37,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy, PartitionBy, RelayConfig,
-    UnknownEvents,
+    Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy, PartitionBy, RateLimit,
+    RelayConfig, UnknownEvents,
 };
 
 /// Why [`start`] refused to start. Nothing was started.

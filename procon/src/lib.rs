@@ -32,7 +32,7 @@ pub use procon_runtime::register_materializer;
 pub use procon_runtime::store::{migrate, MigrationError};
 pub use procon_runtime::{
     config, start, Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy, PartitionBy,
-    RelayConfig, Runtime, RuntimeError, StartError, UnknownEvents,
+    RateLimit, RelayConfig, Runtime, RuntimeError, StartError, UnknownEvents,
 };
 
 /// The runtime crate, for what the facade does not re-export.

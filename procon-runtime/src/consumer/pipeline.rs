@@ -22,7 +22,7 @@ use super::status::{Stall, Status};
 use super::stopped::{self, StoppedPartition};
 use super::store::{self, Claim};
 use super::watermark::Watermark;
-use crate::config::ConsumerConfig;
+use crate::config::{ConsumerConfig, RateLimit};
 use crate::db::DbPool;
 use crate::transport::{
     Bounds, Message, Ownership, PartitionId, Position, StartAt, TransportError,
@@ -110,6 +110,33 @@ pub(crate) struct Board {
     turn: VecDeque<PartitionId>,
     /// No unit is handed out any more; processors exit.
     pub(crate) closed: bool,
+    /// Messages handed out in the current `rate_limit` window.
+    rate: RateWindow,
+}
+
+/// The current window of Broadway-style rate limiting.
+#[derive(Debug, Default)]
+struct RateWindow {
+    started: Option<Instant>,
+    used: usize,
+}
+
+impl RateWindow {
+    /// How many messages may still be handed out now, and when the window ends.
+    fn allowance(&mut self, limit: &RateLimit, now: Instant) -> (usize, Instant) {
+        let started = match self.started {
+            Some(started) if now < started + limit.interval => started,
+            _ => {
+                self.started = Some(now);
+                self.used = 0;
+                now
+            }
+        };
+        (
+            limit.allowed_messages.saturating_sub(self.used),
+            started + limit.interval,
+        )
+    }
 }
 
 /// The consumer's settings and its shared state.
@@ -217,15 +244,27 @@ impl Pipeline {
                 partitions,
                 turn,
                 closed,
+                rate,
             } = &mut *board;
             if *closed {
                 return None;
+            }
+            let mut allowed = self.config.batch_size;
+            if let Some(limit) = &self.config.rate_limit {
+                let (left, window_end) = rate.allowance(limit, now);
+                if left == 0 {
+                    next_retry = Some(window_end);
+                }
+                allowed = allowed.min(left);
             }
             if turn.len() != partitions.len() || turn.iter().any(|p| !partitions.contains_key(p)) {
                 *turn = partitions.keys().cloned().collect();
             }
             let mut found = None;
             for (index, partition) in turn.iter().enumerate() {
+                if allowed == 0 {
+                    break;
+                }
                 let Some(work) = partitions.get_mut(partition) else {
                     continue;
                 };
@@ -249,9 +288,10 @@ impl Pipeline {
                     .lanes
                     .ready_lanes()
                     .div_ceil(self.config.concurrency.max(1));
-                let Some(taken) = work.lanes.take(self.config.batch_size, per_processor) else {
+                let Some(taken) = work.lanes.take(allowed, per_processor) else {
                     continue;
                 };
+                rate.used += taken.lanes.iter().map(|(_, ms)| ms.len()).sum::<usize>();
                 if work.lanes.queued() == 0 {
                     work.waiting_since = None;
                 }
