@@ -818,3 +818,43 @@ async fn a_rate_limit_spreads_the_work_over_its_intervals() {
     .unwrap();
     assert!(busiest.n <= 100, "{} steps within 500 ms", busiest.n);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebalance_with_units_in_flight_applies_each_event_once_in_key_order() {
+    let setup = setup("pipeline_rebalance", 4).await;
+    // 20 ms per step: when the second member joins, the first is in the middle of units.
+    setup.emit((1..=800).map(|seq| Step {
+        delay_ms: 20,
+        ..step(seq % 40, seq)
+    }));
+    let mut first_config = setup.config(8, quick(3, Exhausted::Stop));
+    first_config.consumer.batch_size = 10;
+    let first = procon::start(first_config).unwrap();
+    setup.wait_for_done(100);
+    let mut second_config = setup.config(8, quick(3, Exhausted::Stop));
+    second_config.relay.enabled = false;
+    second_config.consumer.batch_size = 10;
+    let second = procon::start(second_config).unwrap();
+    common::wait_for("the second member to own partitions", LONG, || {
+        (!second.assigned_partitions().is_empty()).then_some(())
+    });
+    let rows = setup.wait_for_done(800);
+    first.shutdown().await.unwrap();
+    second.shutdown().await.unwrap();
+    let rows_after = done(&mut setup.db.conn());
+    assert_eq!(
+        rows_after.len(),
+        800,
+        "each step once: {}",
+        rows_after.len()
+    );
+    for (account, seqs) in per_account(&rows) {
+        let mut sorted = seqs.clone();
+        sorted.sort();
+        assert_eq!(
+            seqs, sorted,
+            "account {account} in order across the rebalance"
+        );
+        assert_eq!(seqs.len(), 20, "account {account}");
+    }
+}
