@@ -496,16 +496,16 @@ async fn main() -> Result<(), BoxError> {
     println!(
         "procon-bench: {events} events, {KEYS} keys, {PARTITIONS} partitions, broker {brokers}"
     );
+    fill_topic(
+        &url,
+        &brokers,
+        &mut conn,
+        &consume_topic,
+        consume_events,
+        KEYS,
+    )
+    .await?;
     if std::env::var("BENCH_ONLY").as_deref() == Ok("pipeline") {
-        fill_topic(
-            &url,
-            &brokers,
-            &mut conn,
-            &consume_topic,
-            consume_events,
-            KEYS,
-        )
-        .await?;
         return pipeline(
             &url,
             &brokers,
@@ -542,15 +542,6 @@ async fn main() -> Result<(), BoxError> {
             latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         );
     }
-    fill_topic(
-        &url,
-        &brokers,
-        &mut conn,
-        &consume_topic,
-        consume_events,
-        KEYS,
-    )
-    .await?;
     let raw_consume = raw_consumer(&brokers, &consume_topic, consume_events)?;
     println!("raw consumer (baseline):              {raw_consume:>9.0} events/s   ({consume_events} events)");
     for (batch_size, label) in [(1, "1 tx/event"), (100, "batches of 100")] {

@@ -427,13 +427,8 @@ fn run_handler(
     crate::trace::set_parent(&span, item.message.traceparent_header);
     let _entered = span.enter();
     let mut ctx = HandlerContext::new(conn, group, coordinates, after_commit);
-    let dispatched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        dispatch(&mut ctx, item.message.payload, coordinates.clone())
-    }));
-    let result = match dispatched {
-        Ok(result) => result,
-        Err(panic) => Err(DispatchError::Panicked(panic_text(panic.as_ref()))),
-    };
+    let result = caught(|| dispatch(&mut ctx, item.message.payload, coordinates.clone()))
+        .unwrap_or_else(|panic| Err(DispatchError::Panicked(panic)));
     result.map_err(|source| ApplyError::Dispatch {
         coordinates: coordinates.clone(),
         event: item.event.clone(),
@@ -474,12 +469,10 @@ fn run_batch(
         })
         .collect();
     let mut ctx = HandlerContext::new(conn, group, coordinates, after_commit);
-    let dispatched =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&mut ctx, &items)));
-    let (at, source) = match dispatched {
+    let (at, source) = match caught(|| dispatch(&mut ctx, &items)) {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(failed)) => failed,
-        Err(panic) => (None, DispatchError::Panicked(panic_text(panic.as_ref()))),
+        Err(panic) => (None, DispatchError::Panicked(panic)),
     };
     let index = match (at, indices) {
         (Some(at), _) => Some(indices[at]),
@@ -495,6 +488,13 @@ fn run_batch(
             source,
         },
     })
+}
+
+/// Runs a handler, turning a panic into its message: the transaction around it then rolls
+/// back like after an error.
+fn caught<R>(handler: impl FnOnce() -> R) -> Result<R, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(handler))
+        .map_err(|panic| panic_text(panic.as_ref()))
 }
 
 /// The message a panic carried.
