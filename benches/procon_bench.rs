@@ -21,8 +21,17 @@
 //!    bookkeeping (event ids recorded, the claim checked) in transactions of 100 over 8
 //!    connections, without reading Kafka.
 //!
+//! 7. emitting with one call per event vs `emit_all`, both 1,000 events per transaction;
+//! 8. the peak RSS of a `procon relay` process (`BENCH_RELAY_BIN`, default
+//!    `target/release/procon`) draining `BENCH_RSS_EVENTS` (default 100,000; 0 skips it) events
+//!    of 10 KB.
+//!
+//! Latencies leave out `BENCH_WARMUP_EVENTS` (default one second's worth) sent first on both
+//! paths, so both are measured warm.
+//!
 //! Settings: `PROCON_BENCH_DATABASE_URL` (default the local `test` database),
-//! `PROCON_BENCH_BROKERS` (default 127.0.0.1:9092), `BENCH_ONLY=pipeline` (only 5. and 6.).
+//! `PROCON_BENCH_BROKERS` (default 127.0.0.1:9092), `BENCH_ONLY=pipeline` (only 5. and 6.),
+//! `BENCH_ONLY=relay` (1. to 3., 7. and 8.).
 
 use std::time::{Duration, Instant};
 
@@ -165,6 +174,108 @@ fn fill_outbox_keys(
     Ok(sample.payload)
 }
 
+/// Emits `count` events in transactions of 1,000 with one `emit_all` per transaction.
+fn fill_outbox_batched(conn: &mut PgConnection, topic: &str, count: i64) -> Result<(), BoxError> {
+    for chunk in 0..(count + 999) / 1000 {
+        let items: Vec<Item> = (chunk * 1000..((chunk + 1) * 1000).min(count))
+            .map(|i| Item {
+                topic: topic.to_owned(),
+                id: i % KEYS,
+                seq: i / KEYS,
+            })
+            .collect();
+        conn.transaction(|conn| {
+            procon::emit_all(conn, items.iter().map(procon::OutboxEvent::created))
+        })?;
+    }
+    Ok(())
+}
+
+/// A model with a 10 KB payload, for the relay's memory bound.
+struct BigItem {
+    topic: String,
+    id: i64,
+    filler: String,
+}
+
+impl procon::Outbox for BigItem {
+    const ENTITY: &'static str = "big_item";
+    fn topic(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(&self.topic)
+    }
+    fn key(&self) -> String {
+        self.id.to_string()
+    }
+    fn serialize_payload<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut state = serializer.serialize_struct("BigItem", 2)?;
+        state.serialize_field("id", &self.id)?;
+        state.serialize_field("filler", &self.filler)?;
+        state.end()
+    }
+}
+
+/// Peak RSS of a `procon relay` process draining `count` events of 10 KB: (MB, events/s).
+async fn relay_peak_rss(
+    url: &str,
+    brokers: &str,
+    conn: &mut PgConnection,
+    topic: &str,
+    count: i64,
+) -> Result<(f64, f64), BoxError> {
+    let filler: String = (0..10_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    for chunk in 0..(count + 999) / 1000 {
+        let items: Vec<BigItem> = (chunk * 1000..((chunk + 1) * 1000).min(count))
+            .map(|i| BigItem {
+                topic: topic.to_owned(),
+                id: i % KEYS,
+                filler: filler.clone(),
+            })
+            .collect();
+        conn.transaction(|conn| {
+            procon::emit_all(conn, items.iter().map(procon::OutboxEvent::created))
+        })?;
+    }
+    let binary = env_or("BENCH_RELAY_BIN", "target/release/procon");
+    let mut relay = std::process::Command::new(&binary)
+        .arg("relay")
+        .env("PROCON_DATABASE_URL", url)
+        .env("PROCON_BROKERS", brokers)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "cannot start {binary} (build it with `cargo build --release --bin procon`): {e}"
+            )
+        })?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(600);
+    let mut peak_kb = 0u64;
+    while outbox_len(conn)? > 0 && Instant::now() < deadline {
+        peak_kb = peak_kb.max(vm_hwm_kb(relay.id()).unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    peak_kb = peak_kb.max(vm_hwm_kb(relay.id()).unwrap_or(0));
+    let _ = relay.kill();
+    let _ = relay.wait();
+    if outbox_len(conn)? > 0 {
+        return Err("the relay did not drain the 10 KB events within 600 s".into());
+    }
+    Ok((peak_kb as f64 / 1024.0, rate))
+}
+
+/// The peak resident set size of process `pid` (Linux `VmHWM`), in KB.
+fn vm_hwm_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 async fn raw_producer(
     brokers: &str,
     topic: &str,
@@ -238,7 +349,10 @@ async fn latency(
         assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
-    let total = rate * seconds;
+    // Warm-up events (one second's worth by default) go first and are not measured: a new
+    // idempotent producer waits for its producer id, and both paths should be compared warm.
+    let warmup: u64 = env_or("BENCH_WARMUP_EVENTS", &rate.to_string()).parse()?;
+    let total = rate * seconds + warmup;
     let url = url.to_owned();
     let topic_name = topic.to_owned();
     // The emitter runs on its own thread at a steady pace and records each event's commit time.
@@ -290,33 +404,43 @@ async fn latency(
         rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30))?;
         Ok(committed)
     });
-    let mut arrived = std::collections::HashMap::with_capacity(total as usize);
-    let deadline = Instant::now() + Duration::from_secs(seconds + 60);
-    while (arrived.len() as u64) < total && Instant::now() < deadline {
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message?;
-            let envelope: serde_json::Value =
-                serde_json::from_slice(message.payload().unwrap_or_default())?;
-            arrived.insert(
-                envelope["event_id"].as_str().unwrap_or_default().to_owned(),
-                Instant::now(),
-            );
-        }
-    }
+    // The measuring consumer blocks in `poll`: it gets a thread of its own, so it never takes
+    // a runtime worker from the relay under test.
+    let arrivals = tokio::task::spawn_blocking(
+        move || -> Result<std::collections::HashMap<String, Instant>, BoxError> {
+            let mut arrived = std::collections::HashMap::with_capacity(total as usize);
+            let deadline = Instant::now() + Duration::from_secs(seconds + 60);
+            while (arrived.len() as u64) < total && Instant::now() < deadline {
+                if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                    let message = message?;
+                    let envelope: serde_json::Value =
+                        serde_json::from_slice(message.payload().unwrap_or_default())?;
+                    arrived.insert(
+                        envelope["event_id"].as_str().unwrap_or_default().to_owned(),
+                        Instant::now(),
+                    );
+                }
+            }
+            Ok(arrived)
+        },
+    );
+    let arrived = arrivals.await??;
     let committed = emitter.join().map_err(|_| "emitter thread panicked")??;
     if let Some(runtime) = runtime {
         runtime.shutdown().await?;
     }
+    let measured = total - warmup;
     let mut latencies: Vec<Duration> = committed
         .iter()
+        .skip(warmup as usize)
         .filter_map(|(id, at)| {
             arrived
                 .get(id)
                 .map(|seen| seen.saturating_duration_since(*at))
         })
         .collect();
-    if latencies.len() as u64 != total {
-        return Err(format!("only {} of {total} events arrived", latencies.len()).into());
+    if latencies.len() as u64 != measured {
+        return Err(format!("only {} of {measured} events arrived", latencies.len()).into());
     }
     latencies.sort();
     Ok(latencies)
@@ -383,6 +507,47 @@ fn raw_consumer(brokers: &str, topic: &str, count: i64) -> Result<f64, BoxError>
     }
     let started = started.ok_or("the raw consumer received nothing")?;
     Ok((seen - 1) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Reads `count` events of `topic` and counts the keys whose `seq` went backwards on the
+/// broker (each key's events were emitted with increasing `seq`): the relay's order check.
+fn order_breaches(brokers: &str, topic: &str, count: i64) -> Result<usize, BoxError> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set(
+            "group.id",
+            format!("bench-order-{}", uuid::Uuid::now_v7().simple()),
+        )
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false");
+    consumer_settings(&mut config);
+    let consumer: BaseConsumer = config.create()?;
+    consumer.subscribe(&[topic])?;
+    let mut last: std::collections::HashMap<i64, i64> = Default::default();
+    let mut breaches = std::collections::HashSet::new();
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while seen < count && Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message?;
+            let envelope: serde_json::Value =
+                serde_json::from_slice(message.payload().unwrap_or_default())?;
+            let (id, seq) = (
+                envelope["after"]["id"].as_i64().unwrap_or(-1),
+                envelope["after"]["seq"].as_i64().unwrap_or(-1),
+            );
+            if last.get(&id).is_some_and(|&prev| seq < prev) {
+                breaches.insert(id);
+            }
+            last.insert(id, seq);
+            seen += 1;
+        }
+    }
+    if seen < count {
+        return Err(format!("only {seen} of {count} events found on {topic}").into());
+    }
+    Ok(breaches.len())
 }
 
 /// Applies `count` events of `topic` with the exactly-once consumer; events/s from the first
@@ -518,10 +683,18 @@ async fn main() -> Result<(), BoxError> {
     }
     let fill_started = Instant::now();
     let payload = fill_outbox(&mut conn, &relay_topic, events)?;
+    let per_event = events as f64 / fill_started.elapsed().as_secs_f64();
     println!(
-        "emit (1,000 events per transaction):  {:>9.0} events/s   ({} B envelope)",
-        events as f64 / fill_started.elapsed().as_secs_f64(),
+        "emit, one call per event (1,000 per tx): {per_event:>7.0} events/s   ({} B envelope)",
         payload.len()
+    );
+    conn.batch_execute("TRUNCATE procon_outbox")?;
+    let fill_started = Instant::now();
+    fill_outbox_batched(&mut conn, &relay_topic, events)?;
+    let batched = events as f64 / fill_started.elapsed().as_secs_f64();
+    println!(
+        "emit_all, 1,000 events per tx:           {batched:>7.0} events/s   ({:.1}x one call per event)",
+        batched / per_event
     );
     let raw = raw_producer(&brokers, &raw_topic, &payload, events).await?;
     println!("raw producer (baseline):              {raw:>9.0} events/s");
@@ -530,6 +703,8 @@ async fn main() -> Result<(), BoxError> {
         "relay draining the outbox:            {relay:>9.0} events/s   ({:.2}x the raw producer)",
         relay / raw
     );
+    let breaches = order_breaches(&brokers, &relay_topic, events)?;
+    println!("keys whose events the broker holds out of order: {breaches}");
     for (via_relay, label, topic) in [
         (false, "send -> consumer, raw producer", &raw_latency_topic),
         (true, "commit -> consumer, via the relay", &latency_topic),
@@ -541,6 +716,19 @@ async fn main() -> Result<(), BoxError> {
             percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
             latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         );
+    }
+    let rss_events: i64 = env_or("BENCH_RSS_EVENTS", "100000").parse()?;
+    if rss_events > 0 {
+        let rss_topic = format!("bench-rss-{run}");
+        create_topic(&brokers, &rss_topic).await?;
+        let (peak_mb, rate) =
+            relay_peak_rss(&url, &brokers, &mut conn, &rss_topic, rss_events).await?;
+        println!(
+            "relay process draining {rss_events} events of 10 KB: peak RSS {peak_mb:.1} MB, {rate:.0} events/s"
+        );
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("relay") {
+        return Ok(());
     }
     let raw_consume = raw_consumer(&brokers, &consume_topic, consume_events)?;
     println!("raw consumer (baseline):              {raw_consume:>9.0} events/s   ({consume_events} events)");

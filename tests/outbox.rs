@@ -252,3 +252,83 @@ fn emits_for_one_key_wait_for_the_earlier_transaction_to_commit() {
         "ids follow commit order per key"
     );
 }
+
+#[test]
+fn emit_all_writes_a_batch_in_order_in_the_callers_transaction() {
+    let db = TestDb::new("emit_all");
+    let mut conn = db.conn();
+    let accounts: Vec<Account> = [1, 2, 1, 3, 1].into_iter().map(account).collect();
+    let ids = conn
+        .transaction(|conn| procon::emit_all(conn, accounts.iter().map(OutboxEvent::created)))
+        .unwrap();
+    let stored = stored(&db);
+    let stored_ids: Vec<String> = stored
+        .iter()
+        .map(|(_, _, payload)| payload["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        stored_ids, expected,
+        "outbox ids follow the order events were added"
+    );
+    assert_eq!(stored[3].1, "3");
+
+    // Rolled back with the caller's transaction; refused outside one; mixed models in a batch.
+    let rolled_back: Result<(), EmitError> = conn.transaction(|conn| {
+        let mut batch = procon::OutboxBatch::new();
+        batch.push(OutboxEvent::created(&account(9)))?;
+        batch.push(OutboxEvent::deleted(&Routed {
+            topic: "elsewhere".into(),
+            account: account(9),
+        }))?;
+        assert_eq!(batch.len(), 2);
+        batch.emit(conn)?;
+        Err(EmitError::Transaction(
+            diesel::result::Error::RollbackTransaction,
+        ))
+    });
+    assert!(rolled_back.is_err());
+    assert_eq!(db.outbox_len(), 5);
+    let outside = procon::emit_all(&mut conn, [OutboxEvent::created(&account(4))]);
+    assert!(
+        matches!(outside, Err(EmitError::NotInTransaction { .. })),
+        "{outside:?}"
+    );
+    assert_eq!(db.outbox_len(), 5);
+    let empty = conn
+        .transaction(|conn| procon::OutboxBatch::new().emit(conn))
+        .unwrap();
+    assert!(empty.is_empty());
+}
+
+#[test]
+fn emit_all_waits_for_an_earlier_transaction_on_one_of_its_keys() {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let db = TestDb::new("emit_all_lock");
+    let mut first = db.conn();
+    AnsiTransactionManager::begin_transaction(&mut first).unwrap();
+    let first_id = account(1).emit_created(&mut first).unwrap();
+    let url = db.url.clone();
+    let (done, finished) = std::sync::mpsc::channel();
+    let batch = std::thread::spawn(move || {
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        let accounts = [account(2), account(1)];
+        let ids = conn
+            .transaction(|conn| procon::emit_all(conn, accounts.iter().map(OutboxEvent::created)))
+            .unwrap();
+        done.send(()).unwrap();
+        ids
+    });
+    assert!(
+        finished.recv_timeout(Duration::from_millis(500)).is_err(),
+        "the batch did not wait for the transaction holding key 1"
+    );
+    AnsiTransactionManager::commit_transaction(&mut first).unwrap();
+    let batch_ids = batch.join().unwrap();
+    let order: Vec<String> = stored(&db)
+        .into_iter()
+        .filter(|(_, key, _)| key == "1")
+        .map(|(_, _, payload)| payload["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(order, [first_id.to_string(), batch_ids[1].to_string()]);
+}

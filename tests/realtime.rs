@@ -222,6 +222,31 @@ async fn realtime_throttle_coalesces_a_burst_and_delivers_the_latest_at_the_wind
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_channel_never_waits_behind_more_held_channels_than_a_read_takes() {
+    let (setup, mut config) = setup("realtime_starvation", Duration::from_secs(5)).await;
+    // A read takes 5 channels; channels accounts/1..5 sort before accounts/9.
+    config.relay.batch_size = 5;
+    let mut conn = setup.db.conn();
+    let runtime = procon::start(config).unwrap();
+    let mut collector = Collector::new(&brokers(), &setup.realtime_topic, 3);
+    for id in 1..=5 {
+        emit(&mut conn, id, 0, EventKind::Created);
+    }
+    collector.until(LONG, |r| r.len() >= 5);
+    // Each of the five now holds a notification for the rest of its 5 s window.
+    for id in 1..=5 {
+        emit(&mut conn, id, 1, EventKind::Updated);
+    }
+    emit(&mut conn, 9, 0, EventKind::Created);
+    let received = collector.until(LONG, |r| r.iter().any(|m| channel_of(m) == "accounts/9"));
+    assert!(
+        received.iter().all(|m| seq_of(m) == 0),
+        "accounts/9 came out only after the held channels' windows ended"
+    );
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn handler_emits_realtime_in_the_consumption_transaction() {
     let (setup, mut config) = setup("realtime_handler", Duration::from_millis(10)).await;
     setup

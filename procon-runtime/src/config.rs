@@ -12,7 +12,10 @@ use std::time::Duration;
 use crate::backoff::BackoffConfig;
 
 /// Everything the runtime needs: where the database and the brokers are, and how the relay runs.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output hides the database password and secret client options (`sasl.password`,
+/// `ssl.key.password`...), so a logged configuration leaks no secret.
+#[derive(Clone)]
 pub struct Config {
     /// The service's name; later the consumer group id. Default `procon`.
     pub service_name: String,
@@ -28,6 +31,25 @@ pub struct Config {
     pub relay: RelayConfig,
     /// How the consumer runs.
     pub consumer: ConsumerConfig,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("service_name", &self.service_name)
+            .field("database_url", &redact(&self.database_url))
+            .field("brokers", &self.brokers)
+            .field("kafka", &crate::secrets::RedactedOptions(&self.kafka))
+            .field("relay", &self.relay)
+            .field(
+                "consumer",
+                &ConsumerConfig {
+                    kafka: crate::secrets::masked_options(&self.consumer.kafka),
+                    ..self.consumer.clone()
+                },
+            )
+            .finish()
+    }
 }
 
 /// What the consumer does with an event no handler is registered for.
@@ -282,6 +304,17 @@ pub struct RelayConfig {
     /// Per-channel throttle window of realtime notifications that do not set their own
     /// (`rt_threshold`). Default 1000 ms. See [`crate::realtime`] for the exact rule.
     pub realtime_threshold: Duration,
+    /// Payload bytes the relay holds at most (read and not yet acknowledged), besides at most
+    /// `2 × batch_size` rows. Reads are sized to fit. Default 16 MiB.
+    pub max_bytes_in_flight: usize,
+    /// How many times the broker may reject a row (too large, not allowed, invalid topic...)
+    /// before the relay parks it (`procon_outbox_parked`; `procon parked list|retry|drop`).
+    /// Outages and timeouts are never counted: they are retried without limit. Default 3.
+    pub park_after_attempts: u32,
+    /// Events of one key in flight at most, with a transport whose failed record fails the
+    /// later ones of its key too (Kafka); other transports send one at a time per key.
+    /// Default 256.
+    pub max_in_flight_per_key: usize,
 }
 
 /// The default realtime topic.
@@ -305,6 +338,9 @@ impl Default for RelayConfig {
             topics: BTreeMap::new(),
             realtime_topic: DEFAULT_REALTIME_TOPIC.to_owned(),
             realtime_threshold: Duration::from_millis(1000),
+            max_bytes_in_flight: 16 << 20,
+            park_after_attempts: 3,
+            max_in_flight_per_key: 256,
         }
     }
 }
@@ -333,7 +369,12 @@ pub enum ConfigError {
 }
 
 /// librdkafka options procon sets itself because the delivery guarantee depends on them.
-const PINNED_PRODUCER_OPTIONS: [&str; 3] = ["enable.idempotence", "acks", "message.timeout.ms"];
+const PINNED_PRODUCER_OPTIONS: [&str; 4] = [
+    "enable.idempotence",
+    "enable.gapless.guarantee",
+    "acks",
+    "message.timeout.ms",
+];
 
 /// The environment variable prefix of librdkafka pass-through options:
 /// `PROCON_KAFKA_LINGER_MS=5` sets `linger.ms=5`.
@@ -378,6 +419,9 @@ impl Config {
     /// | `PROCON_RELAY_SHUTDOWN_TIMEOUT_MS` | drain time on shutdown, default 10000 |
     /// | `PROCON_RELAY_REALTIME_TOPIC` | realtime topic, default `procon-realtime` |
     /// | `PROCON_RELAY_REALTIME_THRESHOLD_MS` | default realtime throttle window, default 1000 |
+    /// | `PROCON_RELAY_MAX_BYTES_IN_FLIGHT` | bytes the relay holds at most, default 16777216 |
+    /// | `PROCON_RELAY_PARK_AFTER_ATTEMPTS` | rejections before a row is parked, default 3 |
+    /// | `PROCON_RELAY_MAX_IN_FLIGHT_PER_KEY` | events of a key in flight (Kafka), default 256 |
     /// | `PROCON_CONSUMER_ENABLED` | `true` / `false`, default `true` |
     /// | `PROCON_CONSUMER_UNKNOWN_EVENTS` | `ignore` (default) or `stop` |
     /// | `PROCON_CONSUMER_DEDUP_RETENTION_S` | how long applied event ids are kept, default 604800 |
@@ -425,6 +469,15 @@ impl Config {
         let relay = &mut config.relay;
         if let Some(v) = vars.get("PROCON_RELAY_ENABLED") {
             relay.enabled = parse("PROCON_RELAY_ENABLED", v)?;
+        }
+        if let Some(v) = vars.get("PROCON_RELAY_MAX_BYTES_IN_FLIGHT") {
+            relay.max_bytes_in_flight = parse("PROCON_RELAY_MAX_BYTES_IN_FLIGHT", v)?;
+        }
+        if let Some(v) = vars.get("PROCON_RELAY_MAX_IN_FLIGHT_PER_KEY") {
+            relay.max_in_flight_per_key = parse("PROCON_RELAY_MAX_IN_FLIGHT_PER_KEY", v)?;
+        }
+        if let Some(v) = vars.get("PROCON_RELAY_PARK_AFTER_ATTEMPTS") {
+            relay.park_after_attempts = parse("PROCON_RELAY_PARK_AFTER_ATTEMPTS", v)?;
         }
         if let Some(v) = vars.get("PROCON_RELAY_BATCH_SIZE") {
             relay.batch_size = parse("PROCON_RELAY_BATCH_SIZE", v)?;
@@ -570,7 +623,7 @@ impl Config {
                 "must not be empty",
             ));
         }
-        if let Err(e) = tokio_postgres::Config::from_str(&self.database_url) {
+        if let Err(e) = crate::relay::relay_connection(&self.database_url) {
             return Err(invalid(
                 "database_url",
                 &redact(&self.database_url),
@@ -579,6 +632,27 @@ impl Config {
         }
         if self.relay.batch_size == 0 {
             return Err(invalid("relay.batch_size", "0", "must be at least 1"));
+        }
+        if self.relay.park_after_attempts == 0 {
+            return Err(invalid(
+                "relay.park_after_attempts",
+                "0",
+                "must be at least 1 (a row is tried before it can be parked)",
+            ));
+        }
+        if self.relay.max_in_flight_per_key == 0 {
+            return Err(invalid(
+                "relay.max_in_flight_per_key",
+                "0",
+                "must be at least 1 (nothing could be sent)",
+            ));
+        }
+        if self.relay.max_bytes_in_flight == 0 {
+            return Err(invalid(
+                "relay.max_bytes_in_flight",
+                "0",
+                "must be positive (nothing could be read)",
+            ));
         }
         if self.relay.poll_interval.is_zero() {
             return Err(invalid(
@@ -647,7 +721,7 @@ impl Config {
         for pinned in PINNED_PRODUCER_OPTIONS {
             if let Some(value) = self.kafka.get(pinned) {
                 let allowed = match pinned {
-                    "enable.idempotence" => value == "true",
+                    "enable.idempotence" | "enable.gapless.guarantee" => value == "true",
                     "acks" => value == "all" || value == "-1",
                     _ => true,
                 };
@@ -656,7 +730,7 @@ impl Config {
                         pinned,
                         value,
                         "the relay's ordering and at-least-once guarantee require \
-                         enable.idempotence=true and acks=all",
+                         enable.idempotence=true, enable.gapless.guarantee=true and acks=all",
                     ));
                 }
             }
@@ -702,23 +776,10 @@ fn invalid(name: &str, value: &str, reason: &str) -> ConfigError {
     }
 }
 
-/// Hides a password in a URL before it reaches an error message or a log.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &credentials[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+/// Hides the password of a database connection string (URL or key/value form) before it
+/// reaches an error message or a log.
+pub(crate) fn redact(conn: &str) -> String {
+    crate::secrets::redact_connection_string(conn)
 }
 
 #[cfg(test)]
@@ -939,5 +1000,29 @@ mod tests {
     fn redact_hides_only_the_password() {
         assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact("host=h password=pw dbname=db"),
+            "host=h password=*** dbname=db"
+        );
+    }
+
+    #[test]
+    fn debug_output_shows_no_password_of_any_form() {
+        let mut config = Config::new("host=db.internal password=hunter2 dbname=app", "b:9092");
+        config
+            .kafka
+            .insert("sasl.password".into(), "kafka-secret".into());
+        config.kafka.insert("sasl.username".into(), "svc".into());
+        config
+            .consumer
+            .kafka
+            .insert("ssl.key.password".into(), "key-secret".into());
+        let shown = format!("{config:?} {config:#?}");
+        for secret in ["hunter2", "kafka-secret", "key-secret"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(shown.contains("svc") && shown.contains("db.internal"));
+        let url = Config::new("postgres://u:hunter2@h/db", "b:9092");
+        assert!(!format!("{url:?}").contains("hunter2"));
     }
 }

@@ -23,6 +23,7 @@ pub mod materialize;
 pub mod outbox;
 pub mod realtime;
 mod relay;
+mod secrets;
 pub mod store;
 pub mod trace;
 pub mod transport;
@@ -98,7 +99,7 @@ pub fn start(config: Config) -> Result<Runtime, StartError> {
     let relay = if config.relay.enabled {
         let database = relay_database_config(&config)?;
         let producer = transport::kafka::KafkaPublisher::new(&config)?;
-        let relay = relay::Relay::new(config, database, Box::new(producer));
+        let relay = relay::Relay::new(config, database, Arc::new(producer));
         Some(handle.spawn(relay.run(shutdown_rx)))
     } else {
         None
@@ -118,8 +119,32 @@ pub fn start(config: Config) -> Result<Runtime, StartError> {
     })
 }
 
-fn relay_database_config(config: &Config) -> Result<tokio_postgres::Config, ConfigError> {
-    relay::connection_config(&config.database_url).map_err(|e| ConfigError::Invalid {
+/// Starts only the relay, publishing through `publisher` instead of the Kafka producer
+/// `start` builds: a transport of your own behind [`transport::Publisher`], or a wrapper
+/// around [`transport::kafka::KafkaPublisher`] (to count, trace or inject failures in tests).
+/// The consumer is not started, whatever the configuration says.
+pub fn start_relay_with(
+    config: Config,
+    publisher: Arc<dyn transport::Publisher>,
+) -> Result<Runtime, StartError> {
+    config.validate()?;
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoTokioRuntime)?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let database = relay_database_config(&config)?;
+    let relay = relay::Relay::new(config, database, publisher);
+    Ok(Runtime {
+        shutdown,
+        relay: Some(handle.spawn(relay.run(shutdown_rx))),
+        stop_consumer: Arc::new(AtomicBool::new(false)),
+        consumer: None,
+        consumer_status: consumer::Status::default(),
+    })
+}
+
+fn relay_database_config(
+    config: &Config,
+) -> Result<(tokio_postgres::Config, relay::Tls), ConfigError> {
+    relay::relay_connection(&config.database_url).map_err(|e| ConfigError::Invalid {
         name: "database_url".to_owned(),
         value: config::redact(&config.database_url),
         reason: e.to_string(),

@@ -24,15 +24,18 @@ pub use procon_runtime::consumer::{
 };
 pub use procon_runtime::event::{self, Envelope, EventKind, Metadata};
 pub use procon_runtime::materialize::{Materialize, MaterializeError, MaterializeHooks, Outcome};
-pub use procon_runtime::outbox::{EmitError, Outbox, OutboxEvent, OutboxExt};
+pub use procon_runtime::outbox::parked::{drop_parked, parked_rows, retry_parked, ParkedRow};
+pub use procon_runtime::outbox::{
+    emit_all, EmitError, Outbox, OutboxBatch, OutboxEvent, OutboxExt,
+};
 pub use procon_runtime::realtime::{Change, Realtime, RealtimeError};
 pub use procon_runtime::register_batch_handler;
 pub use procon_runtime::register_handler;
 pub use procon_runtime::register_materializer;
 pub use procon_runtime::store::{migrate, MigrationError};
 pub use procon_runtime::{
-    config, start, Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy, PartitionBy,
-    RateLimit, RelayConfig, Runtime, RuntimeError, StartError, UnknownEvents,
+    config, start, start_relay_with, Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy,
+    PartitionBy, RateLimit, RelayConfig, Runtime, RuntimeError, StartError, UnknownEvents,
 };
 
 /// The runtime crate, for what the facade does not re-export.

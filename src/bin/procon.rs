@@ -2,7 +2,10 @@
 //!
 //! - `procon migrate`: apply procon's migrations to the database;
 //! - `procon relay`: run the outbox relay until SIGINT / SIGTERM;
-//! - `procon status`: how many events wait in the outbox, and the oldest one's age;
+//! - `procon status`: how many events wait in the outbox, the oldest one's age, and the parked
+//!   events (rows the broker rejected on every attempt);
+//! - `procon parked list|retry <id>|drop <id>`: show parked events, put one back in the
+//!   outbox (published before the later events of its key), or drop it for good;
 //! - `procon stopped`: partitions stopped on a failed event;
 //! - `procon resume <topic> <partition> [--lane L] [--skip | --reset]`: resume a stopped
 //!   partition (every stopped key of it, or one lane).
@@ -38,6 +41,14 @@ enum Command {
         #[arg(long, env = "PROCON_DATABASE_URL")]
         database_url: Option<String>,
     },
+    /// Events the relay parked because the broker rejected them on every attempt.
+    Parked {
+        /// PostgreSQL URL; defaults to PROCON_DATABASE_URL, then DATABASE_URL.
+        #[arg(long, env = "PROCON_DATABASE_URL")]
+        database_url: Option<String>,
+        #[command(subcommand)]
+        action: ParkedAction,
+    },
     /// List partitions stopped on an event that failed every attempt.
     Stopped {
         /// PostgreSQL URL; defaults to PROCON_DATABASE_URL, then DATABASE_URL.
@@ -69,6 +80,23 @@ enum Command {
         /// Resume only this lane (`key:<key>`, as `procon stopped` lists it).
         #[arg(long)]
         lane: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ParkedAction {
+    /// List parked events with their error and the events of their key waiting behind them.
+    List,
+    /// Put parked event `id` back into the outbox: the relay publishes it again, before the
+    /// later events of its key (fix the cause first: size limit, permission, topic).
+    Retry {
+        /// The parked row's id, as `procon parked list` shows it.
+        id: i64,
+    },
+    /// Drop parked event `id` for good: it is never published; its key's later events flow.
+    Drop {
+        /// The parked row's id, as `procon parked list` shows it.
+        id: i64,
     },
 }
 
@@ -136,6 +164,52 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             match backlog.oldest_age_s {
                 Some(age) => println!("{} events waiting, oldest {age:.1} s old", backlog.waiting),
                 None => println!("outbox empty"),
+            }
+            let parked = procon::parked_rows(&mut conn)?;
+            if !parked.is_empty() {
+                println!(
+                    "{} events parked (the broker rejected them; see `procon parked list`):",
+                    parked.len()
+                );
+                for row in &parked {
+                    print_parked(row);
+                }
+            }
+            Ok(())
+        }
+        Command::Parked {
+            database_url,
+            action,
+        } => {
+            let mut conn = connect(database_url)?;
+            match action {
+                ParkedAction::List => {
+                    let parked = procon::parked_rows(&mut conn)?;
+                    if parked.is_empty() {
+                        println!("no parked event");
+                    }
+                    for row in &parked {
+                        print_parked(row);
+                    }
+                }
+                ParkedAction::Retry { id } => {
+                    if !procon::retry_parked(&mut conn, id)? {
+                        return Err(
+                            format!("no parked event {id}: see `procon parked list`").into()
+                        );
+                    }
+                    println!(
+                        "parked event {id} is back in the outbox; the relay publishes it next"
+                    );
+                }
+                ParkedAction::Drop { id } => {
+                    if !procon::drop_parked(&mut conn, id)? {
+                        return Err(
+                            format!("no parked event {id}: see `procon parked list`").into()
+                        );
+                    }
+                    println!("parked event {id} dropped; the later events of its key flow again");
+                }
             }
             Ok(())
         }
@@ -215,6 +289,21 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             Ok(())
         }
     }
+}
+
+fn print_parked(row: &procon::ParkedRow) {
+    println!(
+        "{} {} {}[key {}] event {} after {} attempts, parked {}, {} events of its key waiting: {}",
+        row.id,
+        row.event_name,
+        row.topic,
+        row.key,
+        row.event_id,
+        row.attempts,
+        row.parked_at,
+        row.waiting_behind,
+        row.error
+    );
 }
 
 fn connect(database_url: Option<String>) -> Result<PgConnection, BoxError> {

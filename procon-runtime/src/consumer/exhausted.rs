@@ -294,12 +294,14 @@ struct Row<'a> {
 
 /// One outbox row (the relay publishes it like any event) and the relay's wake-up.
 fn insert_row(conn: &mut PgConnection, row: Row<'_>) -> diesel::QueryResult<()> {
-    diesel::sql_query(
+    diesel::sql_query(concat!(
         "INSERT INTO procon_outbox (event_id, topic, message_key, event_name, entity, payload, \
            raw_payload, headers, traceparent, raw_key) \
          SELECT $1, $2, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9, $10 \
-         FROM (SELECT pg_notify('procon_outbox', '')) AS wake",
-    )
+         FROM (SELECT ",
+        crate::outbox::wake_relay_sql!(),
+        ") AS wake"
+    ))
     .bind::<SqlUuid, _>(row.event_id)
     .bind::<Text, _>(row.topic)
     .bind::<Text, _>(row.key)

@@ -18,11 +18,16 @@ pub const NOTIFY_CHANNEL: &str = "procon_outbox";
 /// - takes the per-(topic, key) transaction lock *before* the row's id is drawn, so per key, ids
 ///   are assigned in commit order;
 /// - queues the relay's wake-up, which PostgreSQL delivers only if the transaction commits.
-const INSERT_EVENT: &str = "\
-INSERT INTO procon_outbox (event_id, topic, message_key, event_name, entity, payload, traceparent) \
-SELECT $1, $2, $3, $4, $5, $6::jsonb, $7 \
-FROM (SELECT pg_advisory_xact_lock(hashtextextended($2 || '\u{1f}' || $3, 0)), \
-             pg_notify('procon_outbox', '')) AS procon_guard";
+const INSERT_EVENT: &str = concat!(
+    "INSERT INTO procon_outbox (event_id, topic, message_key, event_name, entity, payload, traceparent) \
+     SELECT $1, $2, $3, $4, $5, $6::jsonb, $7 \
+     FROM (SELECT pg_advisory_xact_lock(hashtextextended($2 || '\u{1f}' || $3, 0)), ",
+    super::wake_relay_sql!(),
+    ") AS procon_guard"
+);
+
+/// Wakes the relay (on commit) without writing an event.
+pub(crate) const NOTIFY_OUTBOX: &str = concat!("SELECT ", super::wake_relay_sql!());
 
 /// Why an event could not be written to the outbox. In every case nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -155,13 +160,29 @@ impl<'a, T: Outbox> OutboxEvent<'a, T> {
     /// Writes the event to the outbox through `conn`, which must be inside a transaction.
     /// Returns the new event's id.
     pub fn emit(self, conn: &mut PgConnection) -> Result<Uuid, EmitError> {
+        let event = self.prepare()?;
+        ensure_transaction(conn, &event.event)?;
+        diesel::sql_query(INSERT_EVENT)
+            .bind::<SqlUuid, _>(event.event_id)
+            .bind::<Text, _>(&event.topic)
+            .bind::<Text, _>(&event.key)
+            .bind::<Text, _>(&event.event)
+            .bind::<Text, _>(event.entity)
+            .bind::<Text, _>(&event.payload)
+            .bind::<Nullable<Text>, _>(event.traceparent.as_deref())
+            .execute(conn)
+            .map_err(|source| classify(event.event.clone(), source))?;
+        realtime::insert_all(conn, &event.realtime).map_err(|source| EmitError::Database {
+            event: event.event,
+            source,
+        })?;
+        Ok(event.event_id)
+    }
+
+    /// Serializes the event and its realtime notifications, ready to be written.
+    pub(super) fn prepare(self) -> Result<Prepared, EmitError> {
         let event = self.name();
-        match AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth() {
-            Ok(Some(_)) => {}
-            Ok(None) => return Err(EmitError::NotInTransaction { event }),
-            Err(source) => return Err(EmitError::Database { event, source }),
-        }
-        let topic = self.subject.topic();
+        let topic = self.subject.topic().into_owned();
         let key = self.subject.key();
         let event_id = Uuid::now_v7();
         let traceparent = crate::trace::current_traceparent();
@@ -182,16 +203,6 @@ impl<'a, T: Outbox> OutboxEvent<'a, T> {
             event: event.clone(),
             source,
         })?;
-        diesel::sql_query(INSERT_EVENT)
-            .bind::<SqlUuid, _>(event_id)
-            .bind::<Text, _>(topic.as_ref())
-            .bind::<Text, _>(&key)
-            .bind::<Text, _>(&event)
-            .bind::<Text, _>(T::ENTITY)
-            .bind::<Text, _>(&payload)
-            .bind::<Nullable<Text>, _>(traceparent.as_deref())
-            .execute(conn)
-            .map_err(|source| classify(event.clone(), source))?;
         let change = Change::new(
             event_id,
             &event,
@@ -201,17 +212,53 @@ impl<'a, T: Outbox> OutboxEvent<'a, T> {
             &self.metadata,
             self.subject,
         );
-        let notifications: Vec<RealtimeRecord> = T::realtime(&change)
+        let realtime: Vec<RealtimeRecord> = T::realtime(&change)
             .into_iter()
             .map(|m| RealtimeRecord::new(m, Some((event_id, &event)), traceparent.clone()))
             .collect();
-        realtime::insert_all(conn, &notifications)
-            .map_err(|source| EmitError::Database { event, source })?;
-        Ok(event_id)
+        Ok(Prepared {
+            event_id,
+            topic,
+            key,
+            event,
+            entity: T::ENTITY,
+            payload,
+            traceparent,
+            realtime,
+        })
     }
 }
 
-fn classify(event: String, source: diesel::result::Error) -> EmitError {
+/// An event serialized and ready to be inserted (one emit, or one entry of a batch).
+pub(super) struct Prepared {
+    pub(super) event_id: Uuid,
+    pub(super) topic: String,
+    pub(super) key: String,
+    /// The event name.
+    pub(super) event: String,
+    pub(super) entity: &'static str,
+    /// The envelope as JSON.
+    pub(super) payload: String,
+    pub(super) traceparent: Option<String>,
+    pub(super) realtime: Vec<RealtimeRecord>,
+}
+
+/// Refuses to write outside a transaction (an autocommitted event could outlive a failed
+/// change).
+pub(super) fn ensure_transaction(conn: &mut PgConnection, event: &str) -> Result<(), EmitError> {
+    match AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth() {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(EmitError::NotInTransaction {
+            event: event.to_owned(),
+        }),
+        Err(source) => Err(EmitError::Database {
+            event: event.to_owned(),
+            source,
+        }),
+    }
+}
+
+pub(super) fn classify(event: String, source: diesel::result::Error) -> EmitError {
     let missing_table = matches!(
         &source,
         diesel::result::Error::DatabaseError(_, info)

@@ -220,14 +220,16 @@ pub(crate) fn insert_all(
     let thresholds: Vec<Option<i32>> = records.iter().map(|r| r.threshold_ms).collect();
     let payloads: Vec<&str> = records.iter().map(|r| r.payload.as_str()).collect();
     let traces: Vec<Option<&str>> = records.iter().map(|r| r.traceparent.as_deref()).collect();
-    diesel::sql_query(
+    diesel::sql_query(concat!(
         "INSERT INTO procon_realtime \
            (message_id, channel, session_id, threshold_ms, payload, traceparent) \
          SELECT m.id, m.channel, m.session_id, m.threshold_ms, m.payload::jsonb, m.traceparent \
          FROM unnest($1, $2, $3, $4, $5, $6) \
            AS m(id, channel, session_id, threshold_ms, payload, traceparent), \
-         (SELECT pg_notify('procon_outbox', '')) AS wake",
-    )
+         (SELECT ",
+        crate::outbox::wake_realtime_sql!(),
+        ") AS wake"
+    ))
     .bind::<Array<SqlUuid>, _>(ids)
     .bind::<Array<Text>, _>(channels)
     .bind::<Array<Nullable<Text>>, _>(sessions)

@@ -12,15 +12,20 @@
 //! - The relay publishes them keyed by channel, so one channel's notifications stay in order.
 //! - Throttling (per channel, threshold `T`, the message's own or the relay's default 1000 ms):
 //!   a notification on a quiet channel (nothing published in the last `T`) is published at
-//!   once; the ones that arrive while the window is open are coalesced, and only the latest of
-//!   them is published when the window ends, which opens the next window. So per channel at
+//!   once, and opens a window of its own `T`; the ones that arrive while the window is open
+//!   are coalesced, and only the latest of them is published when the window ends, which
+//!   opens the next window. So per channel at
 //!   most one notification is published per `T`, and each notification is either published or
 //!   superseded by a later one of its channel published no later than `T` (plus relay latency)
 //!   after it was emitted. None is dropped without a later one standing in for it.
-//! - Rows are deleted only after the broker acknowledged the notification that covers them: a
-//!   relay killed at any point loses nothing, and republishes at most the last one of each
-//!   channel. Throttle windows live in the relay's memory: after a restart the first
-//!   notification of each channel goes out at once.
+//! - Rows are deleted only after the broker acknowledged the notification that covers them,
+//!   and only rows the relay read with it (a row of the channel that commits later, even with
+//!   a lower id, stays for the next round): a relay killed at any point loses nothing, and republishes at most the last one of each
+//!   channel. Throttle windows live in the relay's memory, and only while they are open:
+//!   after a restart the first notification of each channel goes out at once.
+//! - Channels are read oldest pending first, leaving out those inside their window, so a
+//!   channel never waits behind many busy ones. Realtime runs beside the outbox rounds (its
+//!   own task and connection), never in their way.
 
 mod message;
 pub(crate) mod throttle;

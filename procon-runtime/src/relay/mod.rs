@@ -1,48 +1,61 @@
-//! The relay: publishes outbox rows to Kafka, then deletes them.
+//! The relay: publishes outbox rows to the broker, then deletes them.
 //!
 //! Job: move every committed `procon_outbox` row to its topic, at least once, in order per key,
 //! with the event-id header, as soon as its transaction commits; and publish realtime
 //! notifications (`procon_realtime`) throttled per channel (see [`crate::realtime`]).
 //!
+//! Reading path: [`Relay::run`] (connect, lead, reconnect) → `rounds` (the pipelined loop) →
+//! `flight` (every decision: what to read, send, delete, retry or park) → `source` (SQL) and
+//! `publisher` (records for the transport). `realtime` runs beside `rounds` on its own
+//! connection; `tls` makes the relay's connection match libpq's TLS modes.
+//!
 //! Invariants and what a crash can do:
 //! - A row is deleted only after the broker acknowledged it (idempotent producer, `acks=all`).
 //!   A relay killed at any point therefore loses nothing; rows delivered but not yet deleted are
 //!   published again on restart, with the same event id (consumers deduplicate on it).
-//! - Rows are read in id order with no "last id" watermark: a transaction that commits after
-//!   rows with higher ids is picked up by the next round, never skipped.
-//! - Per (topic, key), ids follow commit order (see [`crate::outbox`]), rows are enqueued in id
-//!   order, and a failed row keeps every later row of its key in the outbox (see `order`).
-//! - One relay per schema is active: leadership is a session-level advisory lock, so a second
-//!   process waits as a standby and takes over when the leader's connection ends.
-//! - It wakes on `NOTIFY procon_outbox` (sent by the emitting transaction's commit) and also
-//!   polls every `poll_interval`, so a lost notification only delays an event.
+//! - Per (topic, key), ids follow commit order (see [`crate::outbox`]) and at most one row of a
+//!   key is in flight: its next row is sent only after it was acknowledged or parked. A row
+//!   committed late below the relay's read cursor is detected and read before anything after it
+//!   (see `flight`).
+//! - A row the broker rejects `park_after_attempts` times is parked (`procon_outbox_parked`)
+//!   with its error; its key's later rows wait; other keys flow. Outages are retried forever.
+//! - Memory is bounded: rows held stay within `2 × batch_size` rows and `max_bytes_in_flight`.
+//! - One relay per outbox table is active: leadership is a session-level advisory lock keyed
+//!   by the table's oid, so a second process waits as a standby and takes over when the
+//!   leader's connection ends (TCP keepalives on both sides end a vanished leader's session).
+//! - It wakes on `NOTIFY procon_outbox` carrying its table's oid (sent by the emitting
+//!   transaction's commit) and also polls every `poll_interval`, so a lost notification only
+//!   delays an event.
 //! - A database or broker outage is logged and retried with exponential backoff; it never
-//!   busy-loops and never crashes the relay. Shutdown stops reading, waits for in-flight
-//!   deliveries (bounded by `shutdown_timeout`) and deletes what was delivered.
+//!   busy-loops and never crashes the relay. A missing table or schema is reported and retried.
+//!   Shutdown stops reading, waits for in-flight deliveries (bounded by `shutdown_timeout`) and
+//!   deletes what was delivered.
 
-mod order;
+mod flight;
 mod publisher;
 mod realtime;
+mod rounds;
 mod source;
+mod tls;
 
-pub(crate) use source::connection_config;
+pub(crate) use tls::{relay_connection, Tls};
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
 use crate::backoff::Backoff;
 use crate::config::{redact, Config};
 use crate::transport::Publisher;
-use realtime::RealtimeRelay;
-use source::{OutboxSource, SourceError};
+use source::{OutboxSource, SourceError, Wakes};
 
 /// A running relay's inputs.
 pub(crate) struct Relay {
     config: Config,
     database: tokio_postgres::Config,
-    producer: Box<dyn Publisher>,
+    tls: Tls,
+    producer: Arc<dyn Publisher>,
 }
 
 /// How a relay session (one database connection) ended.
@@ -56,12 +69,13 @@ enum SessionEnd {
 impl Relay {
     pub(crate) fn new(
         config: Config,
-        database: tokio_postgres::Config,
-        producer: Box<dyn Publisher>,
+        (database, tls): (tokio_postgres::Config, Tls),
+        producer: Arc<dyn Publisher>,
     ) -> Self {
         Relay {
             config,
             database,
+            tls,
             producer,
         }
     }
@@ -72,26 +86,35 @@ impl Relay {
         let mut backoff = Backoff::new(self.config.relay.backoff);
         let database = redact(&self.config.database_url);
         tracing::info!(database, brokers = self.config.brokers, "relay starting");
+        let producer = self.producer.clone();
+        let warm = tokio::task::spawn_blocking(move || producer.warm_up(Duration::from_secs(10)));
+        if let Ok(Err(error)) = warm.await {
+            tracing::warn!(%error, "the relay could not reach the brokers yet; it keeps trying");
+        }
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let end = match OutboxSource::connect(&self.database, wake.clone()).await {
-                Ok(source) => {
-                    backoff.reset();
-                    self.session(&source, &wake, &mut shutdown, &mut backoff)
-                        .await
-                }
-                Err(error) => SessionEnd::Failed(error),
-            };
+            let end =
+                match OutboxSource::connect(&self.database, &self.tls, wake.clone(), Wakes::Outbox)
+                    .await
+                {
+                    Ok(source) => {
+                        backoff.reset();
+                        self.session(&source, &wake, &mut shutdown).await
+                    }
+                    Err(error) => SessionEnd::Failed(error),
+                };
             match end {
                 SessionEnd::Shutdown => break,
                 SessionEnd::Failed(error) => {
                     let delay = backoff.next_delay();
                     if error.is_missing_table() {
                         tracing::error!(
+                            database,
                             retry_in_ms = delay.as_millis() as u64,
-                            "table `procon_outbox` does not exist: run `procon::migrate` \
+                            "table `procon_outbox` does not exist in the connection's search_path \
+                             (is the schema created and migrated?): run `procon::migrate` \
                              (or `procon migrate`); the relay keeps retrying"
                         );
                     } else {
@@ -115,7 +138,6 @@ impl Relay {
         source: &OutboxSource,
         wake: &Notify,
         shutdown: &mut watch::Receiver<bool>,
-        backoff: &mut Backoff,
     ) -> SessionEnd {
         let relay = &self.config.relay;
         let mut announced_standby = false;
@@ -135,76 +157,44 @@ impl Relay {
             }
         }
         match source.backlog().await {
-            Ok(backlog) => tracing::info!(backlog, "relay active"),
+            Ok((backlog, parked)) => tracing::info!(backlog, parked, "relay active"),
             Err(error) => return SessionEnd::Failed(error),
         }
-        let mut realtime = RealtimeRelay::new(relay);
-        loop {
-            if *shutdown.borrow() {
-                return SessionEnd::Shutdown;
-            }
-            let rows = match source.fetch(relay.batch_size).await {
-                Ok(rows) => rows,
-                Err(error) => return SessionEnd::Failed(error),
-            };
-            let realtime_due = match realtime
-                .round(source, &*self.producer, relay, shutdown)
-                .await
-            {
-                Ok(due) => due,
-                Err(error) => return SessionEnd::Failed(error),
-            };
-            if rows.is_empty() {
-                // Sleep until woken, the next poll, or the end of a held notification's window.
-                let mut nap = relay.poll_interval;
-                if let Some(due) = realtime_due {
-                    nap = nap.min(due.saturating_duration_since(Instant::now()));
-                }
-                tokio::select! {
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(nap) => {}
-                    _ = shutdown.changed() => {}
-                }
-                if source.is_closed() {
-                    return SessionEnd::Failed(match source.fetch(1).await {
-                        Err(error) => error,
-                        Ok(_) => continue,
-                    });
-                }
-                continue;
-            }
-            let outcomes = publisher::publish(
-                &*self.producer,
-                relay,
-                &rows,
-                shutdown,
-                relay.shutdown_timeout,
-            )
-            .await;
-            let delivered = order::deletable_ids(&rows, &outcomes);
-            let complete = delivered.len() == rows.len();
-            if let Err(error) = source.delete(&delivered).await {
-                // Delivered rows stay and are published again: duplicates, never loss.
-                return SessionEnd::Failed(error);
-            }
-            tracing::debug!(
-                read = rows.len(),
-                delivered = delivered.len(),
-                "relay round"
-            );
-            if complete {
-                backoff.reset();
-            } else if !*shutdown.borrow() {
-                let delay = backoff.next_delay();
-                tracing::warn!(
-                    undelivered = rows.len() - delivered.len(),
-                    retry_in_ms = delay.as_millis() as u64,
-                    "some events were not delivered; they stay in the outbox and are retried"
-                );
-                if sleep_or_shutdown(delay, shutdown).await {
-                    return SessionEnd::Shutdown;
-                }
-            }
+        // Realtime notifications run beside the outbox rounds, on their own connection.
+        let realtime_wake = Arc::new(Notify::new());
+        let realtime = match OutboxSource::connect(
+            &self.database,
+            &self.tls,
+            realtime_wake.clone(),
+            Wakes::Realtime,
+        )
+        .await
+        {
+            Ok(realtime_source) => tokio::spawn(realtime::run(
+                realtime_source,
+                realtime_wake,
+                self.producer.clone(),
+                relay.clone(),
+                shutdown.clone(),
+            )),
+            Err(error) => return SessionEnd::Failed(error),
+        };
+        let outbox = rounds::run(source, &*self.producer, relay, wake, shutdown);
+        tokio::pin!(outbox);
+        let mut realtime = realtime;
+        let end = tokio::select! {
+            end = &mut outbox => end,
+            finished = &mut realtime => match finished {
+                Ok(Err(error)) => Err(error),
+                // Realtime stopped for shutdown (or panicked: logged by the runtime); the
+                // outbox rounds finish their own shutdown.
+                _ => outbox.await,
+            },
+        };
+        realtime.abort();
+        match end {
+            Ok(rounds::End::Shutdown) => SessionEnd::Shutdown,
+            Err(error) => SessionEnd::Failed(error),
         }
     }
 }

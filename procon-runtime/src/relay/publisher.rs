@@ -5,10 +5,20 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::order::Outcome;
 use super::source::OutboxRow;
 use crate::event::{headers, JSON_CONTENT_TYPE};
 use crate::transport::{Publisher, Record, SendError};
+
+/// What happened to one row of a batch given to [`publish`].
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The broker acknowledged it.
+    Delivered,
+    /// It was not handed to the producer (an earlier row of its key failed, or shutdown).
+    NotSent,
+    /// The producer or the broker refused it (logged where it happened).
+    Failed,
+}
 
 /// How often a batch still waiting for delivery reports is logged.
 const WAITING_LOG_PERIOD: Duration = Duration::from_secs(5);
@@ -112,6 +122,21 @@ pub(crate) async fn publish(
         };
     }
     outcomes
+}
+
+/// Hands one row to the producer (the pipelined outbox rounds' way to send).
+pub(crate) fn send_row(
+    producer: &dyn Publisher,
+    topics: &crate::config::RelayConfig,
+    row: &OutboxRow,
+) -> Result<crate::transport::Delivery, SendError> {
+    let headers = event_headers(row);
+    producer.send(Record {
+        topic: topics.physical_topic(&row.topic),
+        key: row.raw_key.as_deref().unwrap_or(row.key.as_bytes()),
+        payload: &row.payload,
+        headers: &headers,
+    })
 }
 
 /// JSON, unless the row says otherwise (a dead letter keeps its original content type).

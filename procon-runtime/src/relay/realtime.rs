@@ -1,87 +1,104 @@
-//! The relay's realtime round: publish the newest notification of each channel whose throttle
-//! window is over, then delete it and the older rows of its channel (the rule is stated in
-//! [`crate::realtime`]).
+//! The relay's realtime task: publish the newest notification of each channel whose throttle
+//! window is over, then delete the rows it covers (the rule is stated in [`crate::realtime`]).
+//! It runs beside the outbox rounds, on its own connection, while its relay leads.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
-use super::order::Outcome;
-use super::publisher;
+use super::publisher::{self, Outcome};
 use super::source::{OutboxRow, OutboxSource, RealtimeRow, SourceError};
 use crate::config::RelayConfig;
 use crate::realtime::throttle::{Latest, Throttle};
 use crate::realtime::REALTIME_EVENT;
 use crate::transport::Publisher;
 
-/// Throttle state of one relay session (windows restart with the relay).
-pub(crate) struct RealtimeRelay {
-    throttle: Throttle,
-    longest_window: Duration,
+/// Runs realtime rounds until `shutdown`, or until the database fails (returned).
+pub(crate) async fn run(
+    source: OutboxSource,
+    wake: Arc<Notify>,
+    producer: Arc<dyn Publisher>,
+    config: RelayConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), SourceError> {
+    let mut throttle = Throttle::new(config.realtime_threshold);
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let due = round(&source, &*producer, &config, &mut throttle, &mut shutdown).await?;
+        let now = Instant::now();
+        let mut nap = config.poll_interval;
+        for at in [due, throttle.next_window_end(now)].into_iter().flatten() {
+            nap = nap.min(at.saturating_duration_since(now));
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(nap.max(Duration::from_millis(1))) => {}
+            _ = shutdown.changed() => {}
+        }
+        if source.is_closed() {
+            // Surface the connection's error.
+            source.fetch_realtime(1, &[]).await?;
+        }
+    }
 }
 
-impl RealtimeRelay {
-    pub(crate) fn new(config: &RelayConfig) -> Self {
-        RealtimeRelay {
-            throttle: Throttle::new(config.realtime_threshold),
-            longest_window: config.realtime_threshold,
+/// One round. Returns when a held notification's window ends, if one is held.
+async fn round(
+    source: &OutboxSource,
+    producer: &dyn Publisher,
+    config: &RelayConfig,
+    throttle: &mut Throttle,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<Instant>, SourceError> {
+    let now = Instant::now();
+    throttle.forget_quiet(now);
+    let held = throttle.held(now);
+    let latest = source
+        .fetch_realtime(config.batch_size as usize, &held)
+        .await?;
+    if latest.is_empty() {
+        return Ok(None);
+    }
+    let pending: Vec<Latest> = latest.iter().map(as_latest).collect();
+    let plan = throttle.plan(&pending, Instant::now());
+    if plan.publish.is_empty() {
+        return Ok(plan.next_due);
+    }
+    let rows: Vec<OutboxRow> = plan
+        .publish
+        .iter()
+        .map(|&index| as_outbox_row(&latest[index], config))
+        .collect();
+    let outcomes =
+        publisher::publish(producer, config, &rows, shutdown, config.shutdown_timeout).await;
+    let at = Instant::now();
+    let mut covered = Vec::new();
+    for (&index, outcome) in plan.publish.iter().zip(&outcomes) {
+        if matches!(outcome, Outcome::Delivered) {
+            let row = &latest[index];
+            throttle.published(&row.channel, at, pending[index].threshold);
+            covered.extend_from_slice(&row.coalesced);
         }
     }
+    // Published but not deleted (a crash here) means published again: at least once.
+    source.delete_realtime(&covered).await?;
+    tracing::debug!(
+        channels = latest.len(),
+        published = covered.len(),
+        "realtime round"
+    );
+    Ok(plan.next_due)
+}
 
-    /// One round. Returns when a held notification's window ends, if one is held.
-    pub(crate) async fn round(
-        &mut self,
-        source: &OutboxSource,
-        producer: &dyn Publisher,
-        config: &RelayConfig,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<Option<Instant>, SourceError> {
-        let latest = source.fetch_realtime(config.batch_size).await?;
-        if latest.is_empty() {
-            return Ok(None);
-        }
-        let pending: Vec<Latest> = latest.iter().map(|row| self.latest(row)).collect();
-        let plan = self.throttle.plan(&pending, Instant::now());
-        if plan.publish.is_empty() {
-            return Ok(plan.next_due);
-        }
-        let rows: Vec<OutboxRow> = plan
-            .publish
-            .iter()
-            .map(|&index| as_outbox_row(&latest[index], config))
-            .collect();
-        let outcomes =
-            publisher::publish(producer, config, &rows, shutdown, config.shutdown_timeout).await;
-        let at = Instant::now();
-        let mut published = Vec::with_capacity(rows.len());
-        for (row, outcome) in rows.iter().zip(&outcomes) {
-            if matches!(outcome, Outcome::Delivered) {
-                self.throttle.published(&row.key, at);
-                published.push((row.key.clone(), row.id));
-            }
-        }
-        // Published but not deleted (a crash here) means published again: at least once.
-        source.delete_realtime(&published).await?;
-        self.throttle.forget_quiet(at, self.longest_window);
-        tracing::debug!(
-            channels = latest.len(),
-            published = published.len(),
-            "realtime round"
-        );
-        Ok(plan.next_due)
-    }
-
-    fn latest(&mut self, row: &RealtimeRow) -> Latest {
-        let threshold = row
+fn as_latest(row: &RealtimeRow) -> Latest {
+    Latest {
+        channel: row.channel.clone(),
+        threshold: row
             .threshold_ms
-            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
-        if let Some(window) = threshold {
-            self.longest_window = self.longest_window.max(window);
-        }
-        Latest {
-            channel: row.channel.clone(),
-            threshold,
-        }
+            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
     }
 }
 
@@ -97,5 +114,6 @@ fn as_outbox_row(row: &RealtimeRow, config: &RelayConfig) -> OutboxRow {
         payload: row.payload.clone().into_bytes(),
         traceparent: row.traceparent.clone(),
         headers: Vec::new(),
+        txid: 0,
     }
 }

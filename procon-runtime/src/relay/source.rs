@@ -2,11 +2,10 @@
 //! commits, reads outbox rows in id order and deletes delivered ones.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 use crate::outbox::NOTIFY_CHANNEL;
 
@@ -26,6 +25,8 @@ pub(crate) struct OutboxRow {
     pub(crate) traceparent: Option<String>,
     /// Extra headers (dead letters), name → value.
     pub(crate) headers: Vec<(String, String)>,
+    /// The writing transaction's id (see `flight`).
+    pub(crate) txid: i64,
 }
 
 /// The newest pending realtime notification of one channel.
@@ -37,154 +38,364 @@ pub(crate) struct RealtimeRow {
     pub(crate) threshold_ms: Option<i32>,
     pub(crate) payload: String,
     pub(crate) traceparent: Option<String>,
+    /// Ids of the channel's rows read with it (itself included): deleted once it is published.
+    pub(crate) coalesced: Vec<i64>,
 }
 
 /// A database failure of the relay, with what it was doing.
 #[derive(Debug, thiserror::Error)]
-#[error("relay could not {action}: {source}")]
-pub(crate) struct SourceError {
-    action: &'static str,
-    #[source]
-    source: tokio_postgres::Error,
+pub(crate) enum SourceError {
+    /// A statement or the connection failed.
+    #[error("relay could not {action}: {source}")]
+    Database {
+        action: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// `procon_outbox` is not there (migrations not applied, or the `search_path` names a
+    /// schema that does not exist yet).
+    #[error("table `procon_outbox` does not exist in the connection's search_path")]
+    MissingTable,
 }
 
 impl SourceError {
-    /// True when the outbox table does not exist yet (migrations not applied).
+    /// True when the outbox tables do not exist yet (migrations not applied).
     pub(crate) fn is_missing_table(&self) -> bool {
-        self.source
-            .as_db_error()
-            .is_some_and(|e| e.code() == &tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+        match self {
+            SourceError::MissingTable => true,
+            SourceError::Database { source, .. } => source
+                .as_db_error()
+                .is_some_and(|e| e.code() == &tokio_postgres::error::SqlState::UNDEFINED_TABLE),
+        }
     }
 }
 
 fn fail(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> SourceError {
-    move |source| SourceError { action, source }
+    move |source| SourceError::Database { action, source }
+}
+
+/// Which commits wake a connection's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wakes {
+    /// Commits that wrote outbox rows.
+    Outbox,
+    /// Commits that wrote realtime notifications.
+    Realtime,
+}
+
+/// Drives `connection`: wakes the relay on a notification for its own table (`table`, once
+/// known) of the kind it `wakes_for`, and once more when the connection ends so the relay
+/// notices.
+fn listen<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    table: Arc<std::sync::OnceLock<String>>,
+    wake: Arc<Notify>,
+    wakes_for: Wakes,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                // An empty payload comes from an emitter of an older procon: wake anyway.
+                Ok(AsyncMessage::Notification(note))
+                    if note.payload().is_empty()
+                        || table
+                            .get()
+                            .is_none_or(|oid| for_us(note.payload(), oid, wakes_for)) =>
+                {
+                    wake.notify_one()
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "relay database connection closed");
+                    break;
+                }
+            }
+        }
+        // The client's next call fails, which makes the relay reconnect.
+        wake.notify_one();
+    });
+}
+
+/// True when a notification `payload` is for table `oid` and of the kind `wakes_for`.
+fn for_us(payload: &str, oid: &str, wakes_for: Wakes) -> bool {
+    match payload.strip_prefix(oid) {
+        Some("") => wakes_for == Wakes::Outbox,
+        Some(":realtime") => wakes_for == Wakes::Realtime,
+        _ => false,
+    }
 }
 
 /// The relay's connection to the outbox.
 pub(crate) struct OutboxSource {
     client: Client,
+    /// The outbox table's oid, as text: the leader lock's key and the notifications' payload.
+    table: String,
+    /// Prepared once: every read and delete is one round trip.
+    fetch: tokio_postgres::Statement,
+    delete: tokio_postgres::Statement,
+}
+
+/// One read of the outbox; see [`OutboxSource::fetch`].
+const FETCH_SQL: &str = "WITH below AS ( \
+                     SELECT count(*) AS n FROM procon_outbox b \
+                     WHERE b.txid >= $2::text::xid8 AND b.id <= $1 \
+                       AND NOT EXISTS (SELECT 1 FROM procon_outbox_parked p \
+                           WHERE p.topic = b.topic AND p.message_key = b.message_key)), \
+                 next AS ( \
+                     SELECT id, event_id::text AS event_id, topic, message_key, event_name, entity, \
+                            COALESCE(raw_payload, convert_to(payload::text, 'UTF8')) AS bytes, \
+                            traceparent, headers::text AS headers, raw_key, \
+                            txid::text::bigint AS txid \
+                     FROM procon_outbox o \
+                     WHERE o.id > $1 AND NOT EXISTS (SELECT 1 FROM procon_outbox_parked p \
+                         WHERE p.topic = o.topic AND p.message_key = o.message_key) \
+                     ORDER BY o.id LIMIT $3) \
+                 SELECT below.n, pg_snapshot_xmin(pg_current_snapshot())::text::bigint, next.* \
+                 FROM below LEFT JOIN next ON true ORDER BY next.id";
+
+/// Deleting acknowledged rows.
+const DELETE_SQL: &str = "DELETE FROM procon_outbox WHERE id = ANY($1)";
+
+/// What one read of the outbox returned.
+pub(crate) struct Fetched {
+    /// The rows, in id order.
+    pub(crate) rows: Vec<OutboxRow>,
+    /// Rows at or below the read's cursor written by transactions at least as recent as the
+    /// read's horizon.
+    pub(crate) below: i64,
+    /// This read's snapshot xmin: the horizon of the next read.
+    pub(crate) horizon: i64,
+}
+
+fn read_row(row: &tokio_postgres::Row) -> Result<OutboxRow, tokio_postgres::Error> {
+    Ok(OutboxRow {
+        id: row.try_get(2)?,
+        event_id: row.try_get(3)?,
+        topic: row.try_get(4)?,
+        key: row.try_get(5)?,
+        event_name: row.try_get(6)?,
+        entity: row.try_get(7)?,
+        payload: row.try_get(8)?,
+        traceparent: row.try_get(9)?,
+        headers: extra_headers(row.try_get(10)?),
+        raw_key: row.try_get(11)?,
+        txid: row.try_get(12)?,
+    })
 }
 
 impl OutboxSource {
-    /// Connects, starts listening for commits (each notification wakes `wake`).
+    /// Connects, finds its outbox table and starts listening for its commits (each one wakes
+    /// `wake`). Fails with [`SourceError::is_missing_table`] when the table (or the schema
+    /// the connection's `search_path` names) does not exist yet.
     pub(crate) async fn connect(
         config: &tokio_postgres::Config,
+        tls: &super::tls::Tls,
         wake: Arc<Notify>,
+        wakes_for: Wakes,
     ) -> Result<Self, SourceError> {
-        let (client, mut connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(fail("connect to PostgreSQL"))?;
-        tokio::spawn(async move {
-            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(message) = messages.next().await {
-                match message {
-                    Ok(AsyncMessage::Notification(_)) => wake.notify_one(),
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, "relay database connection closed");
-                        break;
-                    }
-                }
+        let table = Arc::new(std::sync::OnceLock::<String>::new());
+        let client = match tls {
+            super::tls::Tls::Disable => {
+                let (client, connection) = config
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .map_err(fail("connect to PostgreSQL"))?;
+                listen(connection, table.clone(), wake, wakes_for);
+                client
             }
-            // The client's next call fails, which makes the relay reconnect.
-            wake.notify_one();
-        });
+            super::tls::Tls::Native(connector) => {
+                let (client, connection) = config
+                    .connect(connector.clone())
+                    .await
+                    .map_err(fail("connect to PostgreSQL"))?;
+                listen(connection, table.clone(), wake, wakes_for);
+                client
+            }
+        };
+        client
+            .batch_execute(super::tls::SESSION_SQL)
+            .await
+            .map_err(fail("set up the session"))?;
+        let row = client
+            .query_one("SELECT to_regclass('procon_outbox')::oid::text", &[])
+            .await
+            .map_err(fail("find the outbox table"))?;
+        let oid: Option<String> = row.try_get(0).map_err(fail("find the outbox table"))?;
+        let Some(oid) = oid else {
+            return Err(SourceError::MissingTable);
+        };
+        let _ = table.set(oid.clone());
         client
             .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
             .await
             .map_err(fail("listen for outbox commits"))?;
-        Ok(OutboxSource { client })
+        let fetch = client
+            .prepare(FETCH_SQL)
+            .await
+            .map_err(fail("prepare the outbox read"))?;
+        let delete = client
+            .prepare(DELETE_SQL)
+            .await
+            .map_err(fail("prepare the outbox delete"))?;
+        Ok(OutboxSource {
+            client,
+            table: oid,
+            fetch,
+            delete,
+        })
     }
 
-    /// Tries to become the one relay of this schema. Leadership is a session-level advisory lock:
+    /// Tries to become the one relay of this outbox table. Leadership is a session-level
+    /// advisory lock keyed by the table's oid (two schemas' relays never exclude each other):
     /// it ends with this connection, so a crashed relay's standby takes over.
     pub(crate) async fn try_lead(&self) -> Result<bool, SourceError> {
         let row = self
             .client
             .query_one(
-                "SELECT pg_try_advisory_lock(hashtextextended('procon.relay.' || current_schema(), 0))",
-                &[],
+                "SELECT pg_try_advisory_lock(hashtextextended('procon.relay.' || $1::text, 0))",
+                &[&self.table],
             )
             .await
             .map_err(fail("take the relay leader lock"))?;
-        Ok(row.get(0))
+        row.try_get(0).map_err(fail("take the relay leader lock"))
     }
 
-    /// Reads up to `limit` rows in id order. No watermark: every round reads the table afresh, so
-    /// a row committed after rows with higher ids is picked up by the next round.
-    pub(crate) async fn fetch(&self, limit: u32) -> Result<Vec<OutboxRow>, SourceError> {
-        let rows = self
+    /// Reads up to `limit` rows after id `after` (from the head when `None`) in id order,
+    /// skipping keys that have a parked row. In the same snapshot it counts the rows at or
+    /// below `after` written by transactions at least as recent as `horizon` (the previous
+    /// read's snapshot xmin: a row committed late below the cursor is one of them, see
+    /// `flight`), and returns this read's own snapshot xmin, the next horizon. Stops after
+    /// the row that reaches `max_bytes`.
+    pub(crate) async fn fetch(
+        &self,
+        after: Option<i64>,
+        horizon: Option<i64>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Fetched, SourceError> {
+        let after = after.unwrap_or(0);
+        let horizon = horizon.unwrap_or(i64::MAX).to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&after, &horizon, &limit];
+        // Streamed, so a read stops at the byte budget instead of holding every row at once.
+        let stream = self
             .client
-            .query(
-                "SELECT id, event_id::text, topic, message_key, event_name, entity, \
-                        COALESCE(raw_payload, convert_to(payload::text, 'UTF8')), \
-                        traceparent, headers::text, raw_key \
-                 FROM procon_outbox ORDER BY id LIMIT $1",
-                &[&i64::from(limit)],
+            .query_raw(
+                &self.fetch,
+                params
+                    .iter()
+                    .map(|p| *p as &dyn tokio_postgres::types::ToSql),
             )
             .await
             .map_err(fail("read the outbox"))?;
-        Ok(rows
-            .iter()
-            .map(|row| OutboxRow {
-                id: row.get(0),
-                event_id: row.get(1),
-                topic: row.get(2),
-                key: row.get(3),
-                event_name: row.get(4),
-                entity: row.get(5),
-                payload: row.get(6),
-                traceparent: row.get(7),
-                headers: extra_headers(row.get(8)),
-                raw_key: row.get(9),
-            })
-            .collect())
+        futures::pin_mut!(stream);
+        let mut fetched = Fetched {
+            rows: Vec::new(),
+            below: 0,
+            horizon: 0,
+        };
+        let mut first = true;
+        let mut bytes = 0usize;
+        while let Some(row) = stream.next().await {
+            let row = row.map_err(fail("read the outbox"))?;
+            if first {
+                fetched.below = row.try_get(0).map_err(fail("read the outbox"))?;
+                fetched.horizon = row.try_get(1).map_err(fail("read the outbox"))?;
+                first = false;
+            }
+            let id: Option<i64> = row.try_get(2).map_err(fail("read the outbox"))?;
+            if id.is_none() {
+                continue; // the LEFT JOIN's row when nothing is there
+            }
+            let row = read_row(&row).map_err(fail("read the outbox"))?;
+            bytes += super::flight::row_bytes(&row);
+            fetched.rows.push(row);
+            if bytes >= max_bytes {
+                break; // the rest is read next time (the cursor stays below it)
+            }
+        }
+        if first {
+            return Err(SourceError::MissingTable);
+        }
+        Ok(fetched)
     }
 
-    /// Reads the newest pending notification of up to `limit` channels.
-    pub(crate) async fn fetch_realtime(&self, limit: u32) -> Result<Vec<RealtimeRow>, SourceError> {
+    /// Moves row `id` to the parked table with its error.
+    pub(crate) async fn park(
+        &self,
+        id: i64,
+        error: &str,
+        attempts: u32,
+    ) -> Result<(), SourceError> {
+        let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+        self.client
+            .execute(
+                "WITH moved AS (DELETE FROM procon_outbox WHERE id = $1 \
+                     RETURNING id, event_id, topic, message_key, event_name, entity, payload, \
+                               created_at, traceparent, raw_payload, headers, raw_key) \
+                 INSERT INTO procon_outbox_parked (id, event_id, topic, message_key, event_name, \
+                     entity, payload, created_at, traceparent, raw_payload, headers, raw_key, \
+                     error, attempts) \
+                 SELECT moved.*, $2, $3 FROM moved",
+                &[&id, &error, &attempts],
+            )
+            .await
+            .map_err(fail("park an undeliverable outbox row"))?;
+        Ok(())
+    }
+
+    /// Reads the newest pending notification of up to `limit` channels, oldest pending
+    /// channel first (so no channel starves behind busy ones), leaving out the channels in
+    /// `held` (inside their throttle window). Each comes with the ids of its channel's rows
+    /// read now: only those are deleted once it is published, never a row that commits later.
+    pub(crate) async fn fetch_realtime(
+        &self,
+        limit: usize,
+        held: &[String],
+    ) -> Result<Vec<RealtimeRow>, SourceError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self
             .client
             .query(
-                "SELECT DISTINCT ON (channel) id, message_id::text, channel, threshold_ms, \
-                        payload::text, traceparent \
-                 FROM procon_realtime ORDER BY channel, id DESC LIMIT $1",
-                &[&i64::from(limit)],
+                "SELECT r.id, r.message_id::text, r.channel, r.threshold_ms, r.payload::text, \
+                        r.traceparent, c.ids \
+                 FROM (SELECT channel, max(id) AS newest, min(id) AS oldest, array_agg(id) AS ids \
+                       FROM procon_realtime WHERE channel <> ALL($2) \
+                       GROUP BY channel ORDER BY min(id) LIMIT $1) AS c \
+                 JOIN procon_realtime r ON r.id = c.newest \
+                 ORDER BY c.oldest",
+                &[&limit, &held],
             )
             .await
             .map_err(fail("read the realtime notifications"))?;
-        Ok(rows
-            .iter()
-            .map(|row| RealtimeRow {
-                id: row.get(0),
-                message_id: row.get(1),
-                channel: row.get(2),
-                threshold_ms: row.get(3),
-                payload: row.get(4),
-                traceparent: row.get(5),
+        rows.iter()
+            .map(|row| {
+                Ok(RealtimeRow {
+                    id: row.try_get(0)?,
+                    message_id: row.try_get(1)?,
+                    channel: row.try_get(2)?,
+                    threshold_ms: row.try_get(3)?,
+                    payload: row.try_get(4)?,
+                    traceparent: row.try_get(5)?,
+                    coalesced: row.try_get(6)?,
+                })
             })
-            .collect())
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(fail("read the realtime notifications"))
     }
 
-    /// Deletes, per published notification, every row of its channel up to it (the older ones
-    /// were coalesced into it).
-    pub(crate) async fn delete_realtime(
-        &self,
-        published: &[(String, i64)],
-    ) -> Result<(), SourceError> {
-        if published.is_empty() {
+    /// Deletes the realtime rows `ids` (a published notification and the older rows of its
+    /// channel it was coalesced with).
+    pub(crate) async fn delete_realtime(&self, ids: &[i64]) -> Result<(), SourceError> {
+        if ids.is_empty() {
             return Ok(());
         }
-        let channels: Vec<&str> = published.iter().map(|(c, _)| c.as_str()).collect();
-        let ids: Vec<i64> = published.iter().map(|(_, id)| *id).collect();
         self.client
-            .execute(
-                "DELETE FROM procon_realtime r USING unnest($1::text[], $2::bigint[]) AS p(channel, id) \
-                 WHERE r.channel = p.channel AND r.id <= p.id",
-                &[&channels, &ids],
-            )
+            .execute("DELETE FROM procon_realtime WHERE id = ANY($1)", &[&ids])
             .await
             .map_err(fail("delete published realtime notifications"))?;
         Ok(())
@@ -196,20 +407,27 @@ impl OutboxSource {
             return Ok(());
         }
         self.client
-            .execute("DELETE FROM procon_outbox WHERE id = ANY($1)", &[&ids])
+            .execute(&self.delete, &[&ids])
             .await
             .map_err(fail("delete delivered outbox rows"))?;
         Ok(())
     }
 
-    /// Number of rows waiting, for logs.
-    pub(crate) async fn backlog(&self) -> Result<i64, SourceError> {
+    /// Rows waiting and rows parked, for logs.
+    pub(crate) async fn backlog(&self) -> Result<(i64, i64), SourceError> {
         let row = self
             .client
-            .query_one("SELECT count(*) FROM procon_outbox", &[])
+            .query_one(
+                "SELECT (SELECT count(*) FROM procon_outbox), \
+                        (SELECT count(*) FROM procon_outbox_parked)",
+                &[],
+            )
             .await
             .map_err(fail("count the outbox"))?;
-        Ok(row.get(0))
+        Ok((
+            row.try_get(0).map_err(fail("count the outbox"))?,
+            row.try_get(1).map_err(fail("count the outbox"))?,
+        ))
     }
 
     /// True once the connection is gone.
@@ -230,16 +448,4 @@ fn extra_headers(column: Option<String>) -> Vec<(String, String)> {
             Vec::new()
         }
     }
-}
-
-/// Parses the database URL and bounds how long a connection attempt may hang.
-pub(crate) fn connection_config(
-    url: &str,
-) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
-    let mut config: tokio_postgres::Config = url.parse()?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(5));
-    }
-    config.application_name("procon-relay");
-    Ok(config)
 }

@@ -191,6 +191,21 @@ pub enum SendError {
 pub trait Publisher: Send + Sync {
     /// Enqueues `record`; the returned [`Delivery`] resolves when the broker acknowledged it.
     fn send(&self, record: Record<'_>) -> Result<Delivery, SendError>;
+
+    /// Connects and acquires whatever the first send would otherwise wait for (Kafka: the
+    /// brokers' metadata and the idempotent producer's id), so the first event is not slower
+    /// than the others. Waits at most `timeout`; a failure is only logged by the caller.
+    fn warm_up(&self, timeout: Duration) -> Result<(), TransportError> {
+        let _ = timeout;
+        Ok(())
+    }
+
+    /// True when a record that fails makes every later record of its key already handed over
+    /// fail too (Kafka's gapless idempotent producer). The relay then keeps several records of a
+    /// key in flight; otherwise one at a time, so a failure can never be overtaken.
+    fn fails_successors(&self) -> bool {
+        false
+    }
 }
 
 /// An error of a transport client, with the transport named.
@@ -202,4 +217,16 @@ pub enum TransportError {
     /// The delivery was cancelled before the broker answered (the client is closing).
     #[error("the delivery was cancelled before the broker answered")]
     Cancelled,
+}
+
+impl TransportError {
+    /// True when the broker or the client rejected the record itself (too large, invalid, not
+    /// allowed on its topic): sending it again the same way fails again. Outages, timeouts and
+    /// cancellations are not rejections; they are retried without limit.
+    pub fn is_rejection(&self) -> bool {
+        match self {
+            TransportError::Kafka(error) => kafka::is_rejection(error),
+            TransportError::Cancelled => false,
+        }
+    }
 }

@@ -57,6 +57,30 @@ impl ProducerContext for TracingContext {
 /// The producer type the relay uses.
 type Producer = FutureProducer<TracingContext>;
 
+/// True for errors about the record itself (see [`crate::transport::TransportError::is_rejection`]).
+pub(crate) fn is_rejection(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode as Code};
+    let code = match error {
+        KafkaError::MessageProduction(code) => *code,
+        _ => return false,
+    };
+    matches!(
+        code,
+        Code::MessageSizeTooLarge
+            | Code::InvalidMessageSize
+            | Code::InvalidMessage
+            | Code::InvalidRecord
+            | Code::InvalidTopic
+            | Code::TopicAuthorizationFailed
+            | Code::ClusterAuthorizationFailed
+            | Code::PolicyViolation
+            | Code::UnknownTopic
+            | Code::UnknownPartition
+            | Code::InvalidArgument
+            | Code::InvalidRequiredAcks
+    )
+}
+
 /// Options shared by every client, then the user's pass-through options.
 pub fn client_config(config: &Config) -> ClientConfig {
     let mut client = ClientConfig::new();
@@ -72,11 +96,14 @@ pub fn client_config(config: &Config) -> ClientConfig {
 /// guarantees rest on them:
 /// - `enable.idempotence=true` (implies `acks=all` and at most 5 requests in flight): retries
 ///   neither duplicate nor reorder messages within a partition;
+/// - `enable.gapless.guarantee=true`: a record the broker rejects for good stops the producer
+///   instead of letting the records behind it through (see [`KafkaPublisher`]);
 /// - `message.timeout.ms=0` unless the user set it: librdkafka retries a message until the
 ///   broker takes it, so a broker outage delays events but never fails or reorders them.
 pub fn producer_config(config: &Config) -> ClientConfig {
     let mut client = client_config(config);
     client.set("enable.idempotence", "true");
+    client.set("enable.gapless.guarantee", "true");
     client.set("acks", "all");
     if !config.kafka.contains_key("message.timeout.ms") {
         client.set("message.timeout.ms", "0");

@@ -1,0 +1,364 @@
+//! The pipelined outbox loop of a leading relay: reading, publishing and deleting overlap.
+//!
+//! Each turn: take in the broker's answers, hand back keys whose backoff is over, delete what
+//! was acknowledged (in batches), read what fits the budgets and hand it to the producer, then
+//! wait for the next answer, a commit notification, a poll tick or a backoff's end. A key's
+//! next row goes out as soon as its window has room. All decisions are in [`super::flight`];
+//! this loop performs them.
+//!
+//! Answers are taken in per-key order: the futures of a key's deliveries can become ready in
+//! any order (a future pushed after an earlier one was woken is polled first), so an answer
+//! for a row behind an unanswered earlier row of its key waits for that one.
+//!
+//! What a crash can do: rows are deleted only after their acknowledgement, so a relay killed
+//! at any point publishes some rows again (same event ids), in order per key; it never loses
+//! one. A row is parked in one statement (moved, with its error), so it is either in the
+//! outbox or parked, never lost.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use tokio::sync::{watch, Notify};
+
+use super::flight::{AfterFailure, Flight, KeyId, Limits};
+use super::publisher::send_row;
+use super::source::{OutboxRow, OutboxSource, SourceError};
+use crate::config::RelayConfig;
+use crate::transport::{Publisher, SendError, TransportError};
+
+/// One answered delivery: the row's id and key, the attempt it answers, and the broker's
+/// answer.
+type Answer = (i64, KeyId, u64, Result<(), TransportError>);
+type Pending = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+/// Acknowledged rows are deleted at least this many at a time while deliveries go on...
+const DELETE_BATCH: usize = 1000;
+/// ...or at least this often.
+const DELETE_EVERY: Duration = Duration::from_millis(20);
+
+/// How the loop ended.
+pub(crate) enum End {
+    /// Shutdown: in-flight deliveries were awaited (bounded) and the acknowledged rows deleted.
+    Shutdown,
+}
+
+/// The budgets of `config`, with `per_key` rows of a key in flight at most.
+pub(crate) fn limits(config: &RelayConfig, per_key: usize) -> Limits {
+    Limits {
+        max_rows: (config.batch_size as usize).saturating_mul(2),
+        max_bytes: config.max_bytes_in_flight,
+        batch_size: config.batch_size as usize,
+        park_after: config.park_after_attempts,
+        per_key,
+        backoff: config.backoff,
+    }
+}
+
+/// Runs until shutdown or a database failure.
+pub(crate) async fn run(
+    source: &OutboxSource,
+    producer: &dyn Publisher,
+    config: &RelayConfig,
+    wake: &Notify,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<End, SourceError> {
+    // Several rows of a key in flight only where a failed record fails its successors too.
+    let per_key = if producer.fails_successors() {
+        config.max_in_flight_per_key
+    } else {
+        1
+    };
+    let mut pump = Pump {
+        source,
+        producer,
+        config,
+        flight: Flight::new(limits(config, per_key)),
+        pending: FuturesUnordered::new(),
+        attempts: HashMap::new(),
+        next_attempt: 0,
+        early: BTreeMap::new(),
+        last_errors: HashMap::new(),
+        last_delete: Instant::now(),
+    };
+    // Read when there may be something new: at start, on a notification or a poll tick, after
+    // a full read, when a backoff ended or budget freed up. An acknowledgement alone does not
+    // call for a read: that keeps a busy relay from querying once per acknowledgement.
+    let mut want_read = true;
+    loop {
+        if *shutdown.borrow() {
+            pump.drain().await?;
+            return Ok(End::Shutdown);
+        }
+        let blocked = pump.flight.next_read().is_none();
+        while let Some(Some(answer)) = futures::FutureExt::now_or_never(pump.pending.next()) {
+            pump.answer(answer, true).await?;
+        }
+        if blocked && pump.flight.next_read().is_some() {
+            want_read = true;
+        }
+        if pump.flight.release_due(Instant::now()) {
+            want_read = true;
+        }
+        pump.delete_if_due().await?;
+        if want_read && pump.read().await? {
+            continue; // more is waiting
+        }
+        want_read = false;
+        pump.flight.restart_when_idle();
+        let nap = pump
+            .flight
+            .next_retry()
+            .map_or(config.poll_interval, |at| {
+                at.saturating_duration_since(Instant::now())
+                    .min(config.poll_interval)
+            })
+            .max(Duration::from_millis(1));
+        let nap = if pump.flight.deletable() > 0 {
+            nap.min(DELETE_EVERY)
+        } else {
+            nap
+        };
+        tokio::select! {
+            answer = pump.pending.next(), if !pump.pending.is_empty() => {
+                if let Some(answer) = answer {
+                    pump.answer(answer, true).await?;
+                }
+            }
+            _ = wake.notified() => want_read = true,
+            _ = tokio::time::sleep(nap) => want_read = true,
+            _ = shutdown.changed() => {}
+        }
+        if source.is_closed() {
+            source.fetch(None, None, 1, 1).await?;
+        }
+    }
+}
+
+/// The loop's state and the I/O it performs.
+struct Pump<'a> {
+    source: &'a OutboxSource,
+    producer: &'a dyn Publisher,
+    config: &'a RelayConfig,
+    flight: Flight,
+    pending: FuturesUnordered<Pending>,
+    /// The current attempt of each row in flight: an answer to an earlier attempt (a record
+    /// that failed with its predecessor and was sent again since) is stale.
+    attempts: HashMap<i64, u64>,
+    next_attempt: u64,
+    /// Answers that arrived before an earlier row of their key was answered, by id.
+    early: BTreeMap<i64, Answer>,
+    /// The last error logged per row, so a row retried with the same error is logged once.
+    last_errors: HashMap<i64, String>,
+    last_delete: Instant,
+}
+
+impl Pump<'_> {
+    /// One read. Returns true when more rows are probably waiting (a full read, or a read
+    /// sent back to the head of the outbox).
+    async fn read(&mut self) -> Result<bool, SourceError> {
+        let Some(read) = self.flight.next_read() else {
+            return Ok(false);
+        };
+        let started = Instant::now();
+        let fetched = self
+            .source
+            .fetch(read.after, read.horizon, read.limit, read.max_bytes)
+            .await?;
+        let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let (read_rows, full) = (fetched.rows.len(), fetched.rows.len() >= read.limit);
+        let send = self.flight.admit(
+            read,
+            fetched.rows,
+            fetched.below,
+            fetched.horizon,
+            Instant::now(),
+        );
+        let (held_rows, held_bytes) = self.flight.held();
+        tracing::trace!(
+            read = read_rows,
+            sent = send.len(),
+            held_rows,
+            held_bytes,
+            took_ms,
+            "relay read"
+        );
+        for row in send {
+            self.send(row).await?;
+        }
+        let restarted =
+            read.after.is_some() && self.flight.next_read().is_some_and(|r| r.after.is_none());
+        Ok(full || restarted)
+    }
+
+    /// Hands `row` to the producer; a row the producer refuses at once is settled as failed.
+    async fn send(&mut self, row: OutboxRow) -> Result<(), SourceError> {
+        let key: KeyId = (row.topic.clone(), row.key.clone());
+        if !self.flight.still_sending(&key, row.id) {
+            // An earlier row of its key was refused while this one waited to be handed over:
+            // it was handed back and is read again behind that row.
+            return Ok(());
+        }
+        let delivery = loop {
+            match send_row(self.producer, self.config, &row) {
+                Ok(delivery) => break Ok(delivery),
+                // Bounded by the relay's budgets; librdkafka's queue drains in milliseconds.
+                Err(SendError::QueueFull) => tokio::time::sleep(Duration::from_millis(1)).await,
+                Err(SendError::Refused(error)) => break Err(error),
+            }
+        };
+        match delivery {
+            Ok(delivery) => {
+                let id = row.id;
+                let attempt = self.next_attempt;
+                self.next_attempt += 1;
+                self.attempts.insert(id, attempt);
+                let sent = Instant::now();
+                self.pending.push(Box::pin(async move {
+                    let answer = delivery.await;
+                    tracing::trace!(ack_ms = sent.elapsed().as_secs_f64() * 1000.0, "relay ack");
+                    (id, key, attempt, answer)
+                }));
+                Ok(())
+            }
+            // Refused before it left (too large for the client...): settled like a failed
+            // delivery.
+            Err(error) => {
+                self.attempts.remove(&row.id);
+                self.failed(row.id, &key, error).await
+            }
+        }
+    }
+
+    /// Takes in one answer, in per-key order (see the module doc); `send_next`: hand the
+    /// key's next rows to the producer (not during shutdown).
+    async fn answer(&mut self, answer: Answer, send_next: bool) -> Result<(), SourceError> {
+        if self.attempts.get(&answer.0) != Some(&answer.2) {
+            return Ok(()); // an earlier attempt's answer: the current one decides
+        }
+        let key = answer.1.clone();
+        if self.flight.answered_too_early(&key, answer.0) {
+            self.early.insert(answer.0, answer);
+            return Ok(());
+        }
+        let mut next = Some(answer);
+        while let Some((id, key, _, result)) = next.take() {
+            self.attempts.remove(&id);
+            match result {
+                Ok(()) => {
+                    self.last_errors.remove(&id);
+                    let rows = self.flight.delivered(id, &key);
+                    if send_next {
+                        for row in rows {
+                            Box::pin(self.send(row)).await?;
+                        }
+                    }
+                }
+                Err(error) => self.failed(id, &key, error).await?,
+            }
+            // An answer that waited for this one may be next.
+            let ready = self
+                .early
+                .iter()
+                .find(|(&id, (_, k, _, _))| *k == key && !self.flight.answered_too_early(k, id))
+                .map(|(&id, _)| id);
+            next = ready.and_then(|id| self.early.remove(&id));
+        }
+        Ok(())
+    }
+
+    /// A row failed: back off its key, or park the row once the broker rejected it often
+    /// enough.
+    async fn failed(
+        &mut self,
+        id: i64,
+        key: &KeyId,
+        error: TransportError,
+    ) -> Result<(), SourceError> {
+        let rejected = error.is_rejection();
+        let message = error.to_string();
+        match self.flight.failed(id, key, rejected, Instant::now()) {
+            AfterFailure::Ignore => {}
+            AfterFailure::Park { attempts } => {
+                self.source.park(id, &message, attempts).await?;
+                self.flight.parked(id, key);
+                self.last_errors.remove(&id);
+                tracing::error!(
+                    error = message,
+                    topic = key.0,
+                    key = key.1,
+                    outbox_id = id,
+                    attempts,
+                    "the broker rejected an event on every attempt; it is parked \
+                     (`procon parked list`) and the later events of its key wait until it is \
+                     retried or dropped (`procon parked retry|drop {id}`); other keys go on"
+                );
+            }
+            AfterFailure::Retry { at } => {
+                let retry_in_ms = at.saturating_duration_since(Instant::now()).as_millis() as u64;
+                let repeated =
+                    self.last_errors.insert(id, message.clone()) == Some(message.clone());
+                if !repeated || !rejected {
+                    tracing::warn!(
+                        error = message,
+                        topic = key.0,
+                        key = key.1,
+                        outbox_id = id,
+                        retry_in_ms,
+                        rejected,
+                        "an event was not delivered; it and the later events of its key are \
+                         retried (other keys go on)"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes acknowledged rows when enough have gathered, when nothing is in flight, or
+    /// every `DELETE_EVERY`.
+    async fn delete_if_due(&mut self) -> Result<(), SourceError> {
+        let deletable = self.flight.deletable();
+        let due = deletable >= DELETE_BATCH
+            || self.pending.is_empty()
+            || self.last_delete.elapsed() >= DELETE_EVERY;
+        if deletable > 0 && due {
+            self.delete().await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&mut self) -> Result<(), SourceError> {
+        let done = self.flight.take_deletable();
+        self.last_delete = Instant::now();
+        if done.is_empty() {
+            return Ok(());
+        }
+        // Not deleted (the database failed) means published again: duplicates, never loss.
+        self.source.delete(&done).await?;
+        self.flight.deleted(&done);
+        Ok(())
+    }
+
+    /// Shutdown: wait (bounded by `shutdown_timeout`) for what is in flight, delete what was
+    /// acknowledged, leave the rest for the next start. No new row is sent.
+    async fn drain(&mut self) -> Result<(), SourceError> {
+        let deadline = tokio::time::Instant::now() + self.config.shutdown_timeout;
+        while !self.pending.is_empty() {
+            match tokio::time::timeout_at(deadline, self.pending.next()).await {
+                Ok(Some(answer)) => self.answer(answer, false).await?,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if !self.pending.is_empty() {
+            tracing::warn!(
+                unanswered = self.pending.len(),
+                "shutdown: some events were not acknowledged in time; they stay in the outbox"
+            );
+        }
+        self.delete().await
+    }
+}
