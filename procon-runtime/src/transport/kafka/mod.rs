@@ -25,6 +25,12 @@ pub struct TracingContext;
 
 impl ClientContext for TracingContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        // procon sets `enable.gapless.guarantee` on purpose (see `producer_config`); librdkafka
+        // warns about every experimental property, at every start.
+        if fac == "CONFWARN" && log_message.contains("enable.gapless.guarantee") {
+            tracing::debug!(target: "procon::kafka", facility = fac, "{log_message}");
+            return;
+        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
