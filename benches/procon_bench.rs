@@ -482,19 +482,29 @@ fn consumer_settings(config: &mut ClientConfig) {
 }
 
 /// Reads `count` messages of `topic` as a plain group consumer; events/s from the first message.
-fn raw_consumer(brokers: &str, topic: &str, count: i64) -> Result<f64, BoxError> {
+/// A consumer of a group of its own, subscribed to `topic` from the beginning.
+fn fresh_consumer(
+    brokers: &str,
+    topic: &str,
+    group_prefix: &str,
+) -> Result<BaseConsumer, BoxError> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
         .set(
             "group.id",
-            format!("bench-raw-{}", uuid::Uuid::now_v7().simple()),
+            format!("{group_prefix}-{}", uuid::Uuid::now_v7().simple()),
         )
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false");
     consumer_settings(&mut config);
     let consumer: BaseConsumer = config.create()?;
     consumer.subscribe(&[topic])?;
+    Ok(consumer)
+}
+
+fn raw_consumer(brokers: &str, topic: &str, count: i64) -> Result<f64, BoxError> {
+    let consumer = fresh_consumer(brokers, topic, "bench-raw")?;
     let mut seen = 0;
     let mut started = None;
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -512,18 +522,7 @@ fn raw_consumer(brokers: &str, topic: &str, count: i64) -> Result<f64, BoxError>
 /// Reads `count` events of `topic` and counts the keys whose `seq` went backwards on the
 /// broker (each key's events were emitted with increasing `seq`): the relay's order check.
 fn order_breaches(brokers: &str, topic: &str, count: i64) -> Result<usize, BoxError> {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set(
-            "group.id",
-            format!("bench-order-{}", uuid::Uuid::now_v7().simple()),
-        )
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false");
-    consumer_settings(&mut config);
-    let consumer: BaseConsumer = config.create()?;
-    consumer.subscribe(&[topic])?;
+    let consumer = fresh_consumer(brokers, topic, "bench-order")?;
     let mut last: std::collections::HashMap<i64, i64> = Default::default();
     let mut breaches = std::collections::HashSet::new();
     let mut seen = 0;

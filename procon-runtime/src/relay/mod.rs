@@ -179,7 +179,22 @@ impl Relay {
             )),
             Err(error) => return SessionEnd::Failed(error),
         };
-        let outbox = rounds::run(source, &*self.producer, relay, wake, shutdown);
+        // Acknowledged rows are deleted on a connection of their own, beside the reads.
+        let deleter = match OutboxSource::connect(
+            &self.database,
+            &self.tls,
+            Arc::new(Notify::new()),
+            Wakes::Nothing,
+        )
+        .await
+        {
+            Ok(deleter) => deleter,
+            Err(error) => {
+                realtime.abort();
+                return SessionEnd::Failed(error);
+            }
+        };
+        let outbox = rounds::run(source, deleter, &*self.producer, relay, wake, shutdown);
         tokio::pin!(outbox);
         let mut realtime = realtime;
         let end = tokio::select! {

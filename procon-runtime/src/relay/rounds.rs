@@ -61,6 +61,7 @@ pub(crate) fn limits(config: &RelayConfig, per_key: usize) -> Limits {
 /// Runs until shutdown or a database failure.
 pub(crate) async fn run(
     source: &OutboxSource,
+    deleter: OutboxSource,
     producer: &dyn Publisher,
     config: &RelayConfig,
     wake: &Notify,
@@ -77,6 +78,7 @@ pub(crate) async fn run(
         producer,
         config,
         flight: Flight::new(limits(config, per_key)),
+        deleter: Deleter::spawn(deleter),
         pending: FuturesUnordered::new(),
         attempts: HashMap::new(),
         next_attempt: 0,
@@ -96,6 +98,9 @@ pub(crate) async fn run(
         let blocked = pump.flight.next_read().is_none();
         while let Some(Some(answer)) = futures::FutureExt::now_or_never(pump.pending.next()) {
             pump.answer(answer, true).await?;
+        }
+        while let Ok(deleted) = pump.deleter.done.try_recv() {
+            pump.deleted(deleted)?;
         }
         if blocked && pump.flight.next_read().is_some() {
             want_read = true;
@@ -128,6 +133,9 @@ pub(crate) async fn run(
                     pump.answer(answer, true).await?;
                 }
             }
+            Some(deleted) = pump.deleter.done.recv(), if pump.deleter.outstanding > 0 => {
+                pump.deleted(deleted)?;
+            }
             _ = wake.notified() => want_read = true,
             _ = tokio::time::sleep(nap) => want_read = true,
             _ = shutdown.changed() => {}
@@ -138,12 +146,43 @@ pub(crate) async fn run(
     }
 }
 
+/// Deletes acknowledged rows on a connection of its own, so deletes overlap reads; answers
+/// with the ids it deleted (only then does the relay forget them: until a delete is
+/// confirmed, its rows still count as known, which keeps the late-row check exact).
+struct Deleter {
+    requests: tokio::sync::mpsc::UnboundedSender<Vec<i64>>,
+    done: tokio::sync::mpsc::UnboundedReceiver<Result<Vec<i64>, SourceError>>,
+    /// Batches sent and not answered yet.
+    outstanding: usize,
+}
+
+impl Deleter {
+    fn spawn(source: OutboxSource) -> Deleter {
+        let (requests, mut todo) = tokio::sync::mpsc::unbounded_channel::<Vec<i64>>();
+        let (report, done) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(ids) = todo.recv().await {
+                let result = source.delete(&ids).await.map(|()| ids);
+                if report.send(result).is_err() {
+                    break;
+                }
+            }
+        });
+        Deleter {
+            requests,
+            done,
+            outstanding: 0,
+        }
+    }
+}
+
 /// The loop's state and the I/O it performs.
 struct Pump<'a> {
     source: &'a OutboxSource,
     producer: &'a dyn Publisher,
     config: &'a RelayConfig,
     flight: Flight,
+    deleter: Deleter,
     pending: FuturesUnordered<Pending>,
     /// The current attempt of each row in flight: an answer to an earlier attempt (a record
     /// that failed with its predecessor and was sent again since) is stale.
@@ -338,8 +377,20 @@ impl Pump<'_> {
             return Ok(());
         }
         // Not deleted (the database failed) means published again: duplicates, never loss.
-        self.source.delete(&done).await?;
-        self.flight.deleted(&done);
+        match self.deleter.requests.send(done) {
+            Ok(()) => {
+                self.deleter.outstanding += 1;
+                Ok(())
+            }
+            // The deleter ended: its connection failed; the session reconnects.
+            Err(returned) => self.source.delete(&returned.0).await,
+        }
+    }
+
+    /// A delete batch was answered.
+    fn deleted(&mut self, deleted: Result<Vec<i64>, SourceError>) -> Result<(), SourceError> {
+        self.deleter.outstanding = self.deleter.outstanding.saturating_sub(1);
+        self.flight.deleted(&deleted?);
         Ok(())
     }
 
@@ -359,6 +410,15 @@ impl Pump<'_> {
                 "shutdown: some events were not acknowledged in time; they stay in the outbox"
             );
         }
-        self.delete().await
+        self.delete().await?;
+        // The deletes get a few seconds of their own even when the wait above used the rest.
+        let deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs(5));
+        while self.deleter.outstanding > 0 {
+            match tokio::time::timeout_at(deadline, self.deleter.done.recv()).await {
+                Ok(Some(deleted)) => self.deleted(deleted)?,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(())
     }
 }

@@ -81,6 +81,8 @@ pub(crate) enum Wakes {
     Outbox,
     /// Commits that wrote realtime notifications.
     Realtime,
+    /// None (a connection that only deletes).
+    Nothing,
 }
 
 /// Drives `connection`: wakes the relay on a notification for its own table (`table`, once
