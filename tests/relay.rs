@@ -429,12 +429,18 @@ async fn start_refuses_an_option_librdkafka_rejects() {
     let mut relay_only = config.clone();
     relay_only.consumer.enabled = false;
     let err = procon::start(relay_only).unwrap_err();
-    assert!(matches!(err, procon::StartError::Transport(_)), "{err:?}");
-    assert!(err.to_string().contains("no.such.option"), "{err}");
+    assert!(matches!(err, procon::StartError::Config(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("PROCON_KAFKA_NO_SUCH_OPTION"), "{text}");
+    assert!(text.contains("`no.such.option`"), "{text}");
+    assert!(text.contains("fix or remove it"), "{text}");
     // ...and the consumer's (this test binary links the ledger handlers).
     let err = procon::start(config).unwrap_err();
-    assert!(matches!(err, procon::StartError::Consumer(_)), "{err:?}");
-    assert!(err.to_string().contains("no.such.option"), "{err}");
+    assert!(matches!(err, procon::StartError::Config(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("PROCON_KAFKA_NO_SUCH_OPTION"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -442,4 +448,50 @@ fn start_outside_a_tokio_runtime_is_an_error() {
     let config = procon::Config::new("postgres://postgres@127.0.0.1/test", brokers());
     let err = procon::start(config).unwrap_err();
     assert!(matches!(err, procon::StartError::NoTokioRuntime), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn procon_relay_takes_topic_maps_and_settings_as_options() {
+    common::init_logs();
+    let db = TestDb::new("relay_cli_options");
+    let topic = unique_topic("cli-mapped");
+    create_topic(&brokers(), &topic, 1).await;
+    let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("relay-cli-options.log");
+    let mut relay = std::process::Command::new(env!("CARGO_BIN_EXE_procon"))
+        .args(["relay", "--topic", &format!("accounts={topic}")])
+        .args(["--set", "PROCON_RELAY_POLL_INTERVAL_MS=100"])
+        .env("PROCON_DATABASE_URL", &db.url)
+        .env("PROCON_BROKERS", brokers())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // `Account` names the topic `accounts`; the option sends it to this test's topic.
+    db.conn()
+        .transaction(|conn| {
+            Account {
+                id: 7,
+                owner: "cli".into(),
+                seq: 1,
+                secret: String::new(),
+            }
+            .emit_created(conn)
+        })
+        .unwrap();
+    let mut collector = Collector::new(&brokers(), &topic, 1);
+    let received = collector.at_least(1, LONG);
+    assert_eq!(received[0].key, "7");
+    let _ = relay.kill();
+    let _ = relay.wait();
+
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_procon"))
+        .args(["relay", "--topic", "accounts"])
+        .env("PROCON_DATABASE_URL", &db.url)
+        .env("PROCON_BROKERS", brokers())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("PROCON_RELAY_TOPICS"), "{stderr}");
 }

@@ -422,6 +422,8 @@ impl Config {
     /// | `PROCON_RELAY_MAX_BYTES_IN_FLIGHT` | bytes the relay holds at most, default 16777216 |
     /// | `PROCON_RELAY_PARK_AFTER_ATTEMPTS` | rejections before a row is parked, default 3 |
     /// | `PROCON_RELAY_MAX_IN_FLIGHT_PER_KEY` | events of a key in flight (Kafka), default 256 |
+    /// | `PROCON_RELAY_TOPICS` | topic map of the relay, `accounts=prod.accounts,orders=prod.orders` |
+    /// | `PROCON_CONSUMER_TOPICS` | topic map of the consumer, same form |
     /// | `PROCON_CONSUMER_ENABLED` | `true` / `false`, default `true` |
     /// | `PROCON_CONSUMER_UNKNOWN_EVENTS` | `ignore` (default) or `stop` |
     /// | `PROCON_CONSUMER_DEDUP_RETENTION_S` | how long applied event ids are kept, default 604800 |
@@ -469,6 +471,9 @@ impl Config {
         let relay = &mut config.relay;
         if let Some(v) = vars.get("PROCON_RELAY_ENABLED") {
             relay.enabled = parse("PROCON_RELAY_ENABLED", v)?;
+        }
+        if let Some(v) = vars.get("PROCON_RELAY_TOPICS") {
+            relay.topics = parse_topic_map("PROCON_RELAY_TOPICS", v)?;
         }
         if let Some(v) = vars.get("PROCON_RELAY_MAX_BYTES_IN_FLIGHT") {
             relay.max_bytes_in_flight = parse("PROCON_RELAY_MAX_BYTES_IN_FLIGHT", v)?;
@@ -566,6 +571,9 @@ impl Config {
                 }
             };
         }
+        if let Some(v) = vars.get("PROCON_CONSUMER_TOPICS") {
+            consumer.topics = parse_topic_map("PROCON_CONSUMER_TOPICS", v)?;
+        }
         if let Some(v) = vars.get("PROCON_CONSUMER_COMMIT_HINTS") {
             consumer.commit_hints = parse("PROCON_CONSUMER_COMMIT_HINTS", v)?;
         }
@@ -579,7 +587,9 @@ impl Config {
                     .insert(env_option(option), value.clone());
             }
         }
-        config.validate()?;
+        config
+            .validate()
+            .map_err(|error| name_the_variable(error, &vars))?;
         Ok(config)
     }
 
@@ -730,7 +740,8 @@ impl Config {
                         pinned,
                         value,
                         "the relay's ordering and at-least-once guarantee require \
-                         enable.idempotence=true, enable.gapless.guarantee=true and acks=all",
+                         enable.idempotence=true, enable.gapless.guarantee=true and acks=all: \
+                         remove the setting (procon sets these itself) or set it to that value",
                     ));
                 }
             }
@@ -747,6 +758,62 @@ where
         .trim()
         .parse()
         .map_err(|e: T::Err| invalid(name, value, &e.to_string()))
+}
+
+/// `logical=physical,logical=physical`: topic names as models and handlers write them, mapped
+/// to the names on the broker.
+fn parse_topic_map(name: &str, value: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut map = BTreeMap::new();
+    for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((logical, physical))
+                if !logical.trim().is_empty() && !physical.trim().is_empty() =>
+            {
+                map.insert(logical.trim().to_owned(), physical.trim().to_owned());
+            }
+            _ => {
+                return Err(invalid(
+                    name,
+                    value,
+                    &format!(
+                        "`{pair}` is not `topic=physical-topic`; expected e.g. \
+                         `accounts=prod.accounts,orders=prod.orders`"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// A validation error about a librdkafka option set through the environment names the
+/// variable the user set, not only the option.
+fn name_the_variable(error: ConfigError, vars: &BTreeMap<String, String>) -> ConfigError {
+    let ConfigError::Invalid {
+        name,
+        value,
+        reason,
+    } = error
+    else {
+        return error;
+    };
+    let variable = format!(
+        "{KAFKA_ENV_PREFIX}{}",
+        name.to_ascii_uppercase().replace('.', "_")
+    );
+    if vars.contains_key(&variable) {
+        ConfigError::Invalid {
+            name: format!("{variable} (librdkafka `{name}`)"),
+            value,
+            reason,
+        }
+    } else {
+        ConfigError::Invalid {
+            name,
+            value,
+            reason,
+        }
+    }
 }
 
 fn parse_rate_limit(value: &str) -> Result<RateLimit, ConfigError> {
@@ -1004,6 +1071,46 @@ mod tests {
             redact("host=h password=pw dbname=db"),
             "host=h password=*** dbname=db"
         );
+    }
+
+    #[test]
+    fn topic_maps_come_from_the_environment_and_bad_ones_are_named() {
+        let mut vars = base();
+        vars.extend([
+            (
+                "PROCON_RELAY_TOPICS",
+                "accounts=prod.accounts, orders=prod.orders",
+            ),
+            ("PROCON_CONSUMER_TOPICS", "ledger=prod.ledger"),
+        ]);
+        let config = Config::from_vars(vars).unwrap();
+        assert_eq!(config.relay.physical_topic("accounts"), "prod.accounts");
+        assert_eq!(config.relay.physical_topic("orders"), "prod.orders");
+        assert_eq!(config.consumer.physical_topic("ledger"), "prod.ledger");
+        let mut vars = base();
+        vars.push(("PROCON_RELAY_TOPICS", "accounts:prod.accounts"));
+        let error = Config::from_vars(vars).unwrap_err().to_string();
+        assert!(error.contains("PROCON_RELAY_TOPICS"), "{error}");
+        assert!(error.contains("topic=physical-topic"), "{error}");
+    }
+
+    #[test]
+    fn a_pinned_kafka_option_from_the_environment_names_its_variable_and_the_fix() {
+        let mut vars = base();
+        vars.push(("PROCON_KAFKA_ACKS", "1"));
+        let error = Config::from_vars(vars).unwrap_err().to_string();
+        assert!(
+            error.contains("PROCON_KAFKA_ACKS (librdkafka `acks`)"),
+            "{error}"
+        );
+        assert!(error.contains("remove the setting"), "{error}");
+        // Set in code, the error names the option.
+        let error = Config::new("postgres://u@h/db", "b:9092")
+            .kafka_option("acks", "1")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`acks`"), "{error}");
     }
 
     #[test]

@@ -93,12 +93,27 @@ pub struct Runtime {
 /// error here: the tasks log it and retry with backoff until it is reachable.
 pub fn start(config: Config) -> Result<Runtime, StartError> {
     config.validate()?;
-    let consumer = consumer::prepare(&config, consumer::registered_handlers())?;
+    let consumer = consumer::prepare(&config, consumer::registered_handlers()).map_err(
+        |error| match &error {
+            consumer::ConsumerSetupError::Transport(transport) => {
+                match transport::kafka::rejected_option(transport) {
+                    Some(named) => StartError::Config(named),
+                    None => StartError::Consumer(error),
+                }
+            }
+            _ => StartError::Consumer(error),
+        },
+    )?;
     let handle = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoTokioRuntime)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let relay = if config.relay.enabled {
         let database = relay_database_config(&config)?;
-        let producer = transport::kafka::KafkaPublisher::new(&config)?;
+        let producer = transport::kafka::KafkaPublisher::new(&config).map_err(|error| {
+            match transport::kafka::rejected_option(&error) {
+                Some(named) => StartError::Config(named),
+                None => StartError::Transport(error),
+            }
+        })?;
         let relay = relay::Relay::new(config, database, Arc::new(producer));
         Some(handle.spawn(relay.run(shutdown_rx)))
     } else {

@@ -1,7 +1,8 @@
 //! `procon`: the operator's command line.
 //!
 //! - `procon migrate`: apply procon's migrations to the database;
-//! - `procon relay`: run the outbox relay until SIGINT / SIGTERM;
+//! - `procon relay [--topic TOPIC=PHYSICAL]... [--set PROCON_NAME=VALUE]...`: run the outbox
+//!   relay until SIGINT / SIGTERM;
 //! - `procon status`: how many events wait in the outbox, the oldest one's age, and the parked
 //!   events (rows the broker rejected on every attempt);
 //! - `procon parked list|retry <id>|drop <id>`: show parked events, put one back in the
@@ -33,8 +34,18 @@ enum Command {
         #[arg(long, env = "PROCON_DATABASE_URL")]
         database_url: Option<String>,
     },
-    /// Run the relay: publish the outbox to Kafka until SIGINT or SIGTERM.
-    Relay,
+    /// Run the relay: publish the outbox to Kafka until SIGINT or SIGTERM. Settings come from
+    /// the environment (PROCON_*); the options below override it.
+    Relay {
+        /// Publish topic TOPIC (as models name it) to PHYSICAL; repeatable. Same as
+        /// PROCON_RELAY_TOPICS=TOPIC=PHYSICAL,...
+        #[arg(long = "topic", value_name = "TOPIC=PHYSICAL")]
+        topics: Vec<String>,
+        /// Any setting, as its environment variable: `--set PROCON_RELAY_BATCH_SIZE=500`,
+        /// `--set PROCON_KAFKA_LINGER_MS=5`; repeatable.
+        #[arg(long = "set", value_name = "PROCON_NAME=VALUE")]
+        settings: Vec<String>,
+    },
     /// Show the outbox backlog.
     Status {
         /// PostgreSQL URL; defaults to PROCON_DATABASE_URL, then DATABASE_URL.
@@ -144,8 +155,27 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             }
             Ok(())
         }
-        Command::Relay => {
-            let config = procon::Config::from_env()?;
+        Command::Relay { topics, settings } => {
+            let mut vars: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+            for setting in settings {
+                let (name, value) = setting.split_once('=').ok_or_else(|| {
+                    format!(
+                        "--set {setting}: expected NAME=VALUE, e.g. PROCON_RELAY_BATCH_SIZE=500"
+                    )
+                })?;
+                vars.insert(name.trim().to_owned(), value.to_owned());
+            }
+            if !topics.is_empty() {
+                let mut map = vars.remove("PROCON_RELAY_TOPICS").unwrap_or_default();
+                for topic in topics {
+                    if !map.is_empty() {
+                        map.push(',');
+                    }
+                    map.push_str(&topic);
+                }
+                vars.insert("PROCON_RELAY_TOPICS".to_owned(), map);
+            }
+            let config = procon::Config::from_vars(vars)?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let procon = procon::start(config)?;

@@ -6,8 +6,9 @@
 //!
 //! Reading path: [`Relay::run`] (connect, lead, reconnect) → `rounds` (the pipelined loop) →
 //! `flight` (every decision: what to read, send, delete, retry or park) → `source` (SQL) and
-//! `publisher` (records for the transport). `realtime` runs beside `rounds` on its own
-//! connection; `tls` makes the relay's connection match libpq's TLS modes.
+//! `publisher` (records for the transport); acknowledged rows are deleted by the rounds' deleter
+//! on a connection of its own. `realtime` runs beside `rounds` on its own connection; `tls`
+//! makes the relay's connections match libpq's TLS modes.
 //!
 //! Invariants and what a crash can do:
 //! - A row is deleted only after the broker acknowledged it (idempotent producer, `acks=all`).

@@ -63,6 +63,39 @@ impl ProducerContext for TracingContext {
 /// The producer type the relay uses.
 type Producer = FutureProducer<TracingContext>;
 
+/// A client option librdkafka refused, as a configuration error that names where the option
+/// is set (the environment variable or `Config::kafka`) and what to do. Secret values are
+/// masked.
+pub(crate) fn rejected_option(
+    error: &crate::transport::TransportError,
+) -> Option<crate::ConfigError> {
+    let crate::transport::TransportError::Kafka(KafkaError::ClientConfig(
+        _,
+        description,
+        key,
+        value,
+    )) = error
+    else {
+        return None;
+    };
+    let variable = key.to_ascii_uppercase().replace('.', "_");
+    let shown = if crate::secrets::is_secret_option(key) {
+        crate::secrets::MASK.to_owned()
+    } else {
+        value.clone()
+    };
+    Some(crate::ConfigError::Invalid {
+        name: format!(
+            "PROCON_KAFKA_{variable} (or PROCON_CONSUMER_KAFKA_{variable}, or Config::kafka[\"{key}\"])"
+        ),
+        value: shown,
+        reason: format!(
+            "librdkafka refused option `{key}`: {description}; fix or remove it (the options \
+             are listed in librdkafka's CONFIGURATION.md)"
+        ),
+    })
+}
+
 /// True for errors about the record itself (see [`crate::transport::TransportError::is_rejection`]).
 pub(crate) fn is_rejection(error: &rdkafka::error::KafkaError) -> bool {
     use rdkafka::error::{KafkaError, RDKafkaErrorCode as Code};
