@@ -305,7 +305,7 @@ pub struct RelayConfig {
     /// (`rt_threshold`). Default 1000 ms. See [`crate::realtime`] for the exact rule.
     pub realtime_threshold: Duration,
     /// Payload bytes the relay holds at most (read and not yet acknowledged), besides at most
-    /// `2 × batch_size` rows. Reads are sized to fit. Default 16 MiB.
+    /// `2 × batch_size` rows. Reads are sized to fit. Default 8 MiB.
     pub max_bytes_in_flight: usize,
     /// How many times the broker may reject a row (too large, not allowed, invalid topic...)
     /// before the relay parks it (`procon_outbox_parked`; `procon parked list|retry|drop`).
@@ -338,7 +338,7 @@ impl Default for RelayConfig {
             topics: BTreeMap::new(),
             realtime_topic: DEFAULT_REALTIME_TOPIC.to_owned(),
             realtime_threshold: Duration::from_millis(1000),
-            max_bytes_in_flight: 16 << 20,
+            max_bytes_in_flight: 8 << 20,
             park_after_attempts: 3,
             max_in_flight_per_key: 256,
         }
@@ -419,7 +419,7 @@ impl Config {
     /// | `PROCON_RELAY_SHUTDOWN_TIMEOUT_MS` | drain time on shutdown, default 10000 |
     /// | `PROCON_RELAY_REALTIME_TOPIC` | realtime topic, default `procon-realtime` |
     /// | `PROCON_RELAY_REALTIME_THRESHOLD_MS` | default realtime throttle window, default 1000 |
-    /// | `PROCON_RELAY_MAX_BYTES_IN_FLIGHT` | bytes the relay holds at most, default 16777216 |
+    /// | `PROCON_RELAY_MAX_BYTES_IN_FLIGHT` | bytes the relay holds at most, default 8388608 |
     /// | `PROCON_RELAY_PARK_AFTER_ATTEMPTS` | rejections before a row is parked, default 3 |
     /// | `PROCON_RELAY_MAX_IN_FLIGHT_PER_KEY` | events of a key in flight (Kafka), default 256 |
     /// | `PROCON_RELAY_TOPICS` | topic map of the relay, `accounts=prod.accounts,orders=prod.orders` |
