@@ -21,7 +21,8 @@
 //!    bookkeeping (event ids recorded, the claim checked) in transactions of 100 over 8
 //!    connections, without reading Kafka.
 //!
-//! 7. emitting with one call per event vs `emit_all`, both 1,000 events per transaction;
+//! 7. emitting with one call per event vs `emit_all`, both 1,000 events per transaction; one
+//!    relay vs two relays sharing the outbox through 8 shards;
 //! 8. the peak RSS of a `procon relay` process (`BENCH_RELAY_BIN`, default
 //!    `target/release/procon`) draining `BENCH_RSS_EVENTS` (default 100,000; 0 skips it) events
 //!    of 10 KB.
@@ -322,6 +323,38 @@ async fn relay_drain(
     }
     let rate = count as f64 / started.elapsed().as_secs_f64();
     runtime.shutdown().await?;
+    Ok(rate)
+}
+
+/// `relays` relays sharing the outbox through 8 shards drain `count` rows (filled with
+/// `emit_all`): events/s from their start to the empty outbox.
+async fn sharded_drain(
+    url: &str,
+    brokers: &str,
+    conn: &mut PgConnection,
+    topic: &str,
+    count: i64,
+    relays: usize,
+) -> Result<f64, BoxError> {
+    fill_outbox_batched(conn, topic, count)?;
+    // The outbox's shard count changes with every relay stopped: the relays of this scenario
+    // split it into 8, the others use 1.
+    conn.batch_execute("DELETE FROM procon_relay_leases; DELETE FROM procon_relay_members")?;
+    let started = Instant::now();
+    let mut runtimes = Vec::new();
+    for relay in 0..relays {
+        let mut config = relay_only(url, brokers).service_name(format!("bench-relay-{relay}"));
+        config.relay.shards = 8;
+        runtimes.push(procon::start(config)?);
+    }
+    while outbox_len(conn)? > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    for runtime in runtimes {
+        runtime.shutdown().await?;
+    }
+    conn.batch_execute("DELETE FROM procon_relay_leases; DELETE FROM procon_relay_members")?;
     Ok(rate)
 }
 
@@ -704,6 +737,14 @@ async fn main() -> Result<(), BoxError> {
     );
     let breaches = order_breaches(&brokers, &relay_topic, events)?;
     println!("keys whose events the broker holds out of order: {breaches}");
+    let sharded_topic = format!("bench-sharded-{run}");
+    create_topic(&brokers, &sharded_topic).await?;
+    let one = sharded_drain(&url, &brokers, &mut conn, &sharded_topic, events, 1).await?;
+    let two = sharded_drain(&url, &brokers, &mut conn, &sharded_topic, events, 2).await?;
+    println!(
+        "8 shards, one relay: {one:>9.0} events/s; two relays: {two:>9.0} events/s ({:.2}x)",
+        two / one
+    );
     for (via_relay, label, topic) in [
         (false, "send -> consumer, raw producer", &raw_latency_topic),
         (true, "commit -> consumer, via the relay", &latency_topic),

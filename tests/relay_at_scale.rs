@@ -441,29 +441,43 @@ async fn one_relay_leads_per_outbox_table_whatever_the_search_path() {
         let mut config = procon::Config::new(url, brokers());
         config.consumer.enabled = false;
         config.relay.poll_interval = Duration::from_millis(100);
+        config.relay.lease_ttl = Duration::from_millis(1500);
         procon::start(config).unwrap()
     };
     let first = start("t_front_a");
     let second = start("t_front_b");
     #[derive(QueryableByName)]
-    struct Leaders {
+    struct Counts {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
+        owners: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        members: i64,
     }
-    let leaders = || -> i64 {
+    // Both relays coordinate through the shared schema's lease table: two members, one owner
+    // of the one shard.
+    let counts = || -> Counts {
         diesel::sql_query(
-            "SELECT count(*) AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-             WHERE l.locktype = 'advisory' AND l.granted \
-             AND a.application_name = 'relay-shared-outbox' \
-             AND a.datname = current_database()",
+            "SELECT (SELECT count(DISTINCT owner) FROM procon_relay_leases \
+                     WHERE expires_at > now()) AS owners, \
+                    (SELECT count(*) FROM procon_relay_members) AS members",
         )
-        .get_result::<Leaders>(&mut db.conn())
+        .get_result::<Counts>(&mut db.conn())
         .unwrap()
-        .n
     };
-    common::wait_for("a relay to lead", LONG, || (leaders() >= 1).then_some(()));
-    std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(leaders(), 1, "one leader for one outbox table");
+    common::wait_for("both relays to join", LONG, || {
+        let c = counts();
+        (c.members == 2 && c.owners == 1).then_some(())
+    });
+    for front in ["t_front_a", "t_front_b"] {
+        let tables: i64 = diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM information_schema.tables \
+             WHERE table_schema = '{front}' AND table_name LIKE 'procon_%'"
+        ))
+        .get_result::<common::db::CountRow>(&mut admin)
+        .unwrap()
+        .n;
+        assert_eq!(tables, 0, "nothing was created in {front}");
+    }
     first.shutdown().await.unwrap();
     second.shutdown().await.unwrap();
 }

@@ -315,6 +315,14 @@ pub struct RelayConfig {
     /// later ones of its key too (Kafka); other transports send one at a time per key.
     /// Default 256.
     pub max_in_flight_per_key: usize,
+    /// Shards the outbox is split into (by a hash of topic and key) for several relays to
+    /// share through leases in PostgreSQL. Every relay of an outbox must use the same count;
+    /// change it only with every relay stopped. Default 1 (one relay publishes, the others
+    /// stand by).
+    pub shards: u32,
+    /// How long a relay's lease on a shard lasts without renewal (renewed every third of it):
+    /// a dead relay's shards move after at most this. Default 6 s.
+    pub lease_ttl: Duration,
 }
 
 /// The default realtime topic.
@@ -341,6 +349,8 @@ impl Default for RelayConfig {
             max_bytes_in_flight: 8 << 20,
             park_after_attempts: 3,
             max_in_flight_per_key: 256,
+            shards: 1,
+            lease_ttl: Duration::from_secs(6),
         }
     }
 }
@@ -423,6 +433,8 @@ impl Config {
     /// | `PROCON_RELAY_PARK_AFTER_ATTEMPTS` | rejections before a row is parked, default 3 |
     /// | `PROCON_RELAY_MAX_IN_FLIGHT_PER_KEY` | events of a key in flight (Kafka), default 256 |
     /// | `PROCON_RELAY_TOPICS` | topic map of the relay, `accounts=prod.accounts,orders=prod.orders` |
+    /// | `PROCON_RELAY_SHARDS` | shards several relays share, default 1 |
+    /// | `PROCON_RELAY_LEASE_TTL_MS` | a relay's lease on a shard, default 6000 |
     /// | `PROCON_CONSUMER_TOPICS` | topic map of the consumer, same form |
     /// | `PROCON_CONSUMER_ENABLED` | `true` / `false`, default `true` |
     /// | `PROCON_CONSUMER_UNKNOWN_EVENTS` | `ignore` (default) or `stop` |
@@ -471,6 +483,12 @@ impl Config {
         let relay = &mut config.relay;
         if let Some(v) = vars.get("PROCON_RELAY_ENABLED") {
             relay.enabled = parse("PROCON_RELAY_ENABLED", v)?;
+        }
+        if let Some(v) = vars.get("PROCON_RELAY_SHARDS") {
+            relay.shards = parse("PROCON_RELAY_SHARDS", v)?;
+        }
+        if let Some(v) = vars.get("PROCON_RELAY_LEASE_TTL_MS") {
+            relay.lease_ttl = Duration::from_millis(parse("PROCON_RELAY_LEASE_TTL_MS", v)?);
         }
         if let Some(v) = vars.get("PROCON_RELAY_TOPICS") {
             relay.topics = parse_topic_map("PROCON_RELAY_TOPICS", v)?;
@@ -648,6 +666,20 @@ impl Config {
                 "relay.park_after_attempts",
                 "0",
                 "must be at least 1 (a row is tried before it can be parked)",
+            ));
+        }
+        if self.relay.shards == 0 || self.relay.shards > 1024 {
+            return Err(invalid(
+                "relay.shards",
+                &self.relay.shards.to_string(),
+                "must be between 1 and 1024",
+            ));
+        }
+        if self.relay.lease_ttl < Duration::from_millis(300) {
+            return Err(invalid(
+                "relay.lease_ttl",
+                &format!("{:?}", self.relay.lease_ttl),
+                "must be at least 300 ms (it is renewed every third of it)",
             ));
         }
         if self.relay.max_in_flight_per_key == 0 {

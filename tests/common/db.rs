@@ -23,6 +23,13 @@ struct Count {
     n: i64,
 }
 
+/// One `count(*) AS n`.
+#[derive(QueryableByName)]
+pub struct CountRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub n: i64,
+}
+
 impl TestDb {
     /// Drops and recreates schema `t_<name>`, then applies procon's migrations in it.
     pub fn new(name: &str) -> TestDb {

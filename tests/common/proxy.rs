@@ -1,6 +1,7 @@
-//! A TCP proxy in front of a broker, which a test can cut off and restore: clients see
-//! connections refused and dropped, like a broker that went down, while the broker process
-//! (with its in-memory data) lives on.
+//! A TCP proxy in front of a broker or a database, which a test can cut off and restore:
+//! clients see connections refused and dropped, like a server that went down, while the server
+//! process (with its in-memory data) lives on. It can also freeze: connections stay open but
+//! nothing passes, like a network partition where neither side notices at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ pub struct Proxy {
     upstream: SocketAddr,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     acceptor: Option<JoinHandle<()>>,
+    frozen: tokio::sync::watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -24,6 +26,7 @@ impl Proxy {
             upstream,
             tasks: Arc::default(),
             acceptor: None,
+            frozen: tokio::sync::watch::channel(false).0,
         };
         proxy.restore().await;
         proxy
@@ -40,21 +43,65 @@ impl Proxy {
         }
     }
 
+    /// Stops forwarding without closing anything: both sides wait, as in a partition.
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    /// Forwards again what waited.
+    pub fn thaw(&self) {
+        self.frozen.send_replace(false);
+    }
+
     /// Listens and forwards again.
     pub async fn restore(&mut self) {
         let listener = bind_retrying(self.listen).await;
         let upstream = self.upstream;
         let tasks = self.tasks.clone();
+        let frozen = self.frozen.subscribe();
         self.acceptor = Some(tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
+                let frozen = frozen.clone();
                 let task = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    if let Ok(server) = TcpStream::connect(upstream).await {
+                        forward(client, server, frozen).await;
                     }
                 });
                 tasks.lock().await.push(task);
             }
         }));
+    }
+}
+
+/// Copies both ways until either side closes; while `frozen`, reads nothing.
+async fn forward(
+    client: TcpStream,
+    server: TcpStream,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let mut up = vec![0u8; 16 * 1024];
+    let mut down = vec![0u8; 16 * 1024];
+    loop {
+        if *frozen.borrow_and_update() {
+            if frozen.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        tokio::select! {
+            read = client_read.read(&mut up) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => if server_write.write_all(&up[..n]).await.is_err() { return },
+            },
+            read = server_read.read(&mut down) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => if client_write.write_all(&down[..n]).await.is_err() { return },
+            },
+            changed = frozen.changed() => if changed.is_err() { return },
+        }
     }
 }
 

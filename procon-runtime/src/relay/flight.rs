@@ -81,6 +81,8 @@ pub(crate) enum AfterFailure {
 
 #[derive(Debug)]
 struct KeyState {
+    /// The shard the key belongs to (see `lease`).
+    shard: i32,
     /// Rows handed to the producer, in id order: (id, bytes).
     sending: VecDeque<(i64, usize)>,
     /// Rows read, waiting for `sending` to finish.
@@ -117,7 +119,12 @@ pub(crate) struct Flight {
     /// send rows the relay would drop.
     row_bytes: usize,
     deletable: Vec<i64>,
+    last_idle_restart: Option<Instant>,
 }
+
+/// How often an idle relay reads from the head of the outbox (see
+/// [`Flight::restart_when_idle`]).
+pub(crate) const IDLE_RESTART_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Bytes a row holds in memory (payload and key dominate).
 pub(crate) fn row_bytes(row: &OutboxRow) -> usize {
@@ -136,6 +143,7 @@ impl Flight {
             held_bytes: 0,
             row_bytes: 512,
             deletable: Vec::new(),
+            last_idle_restart: None,
         }
     }
 
@@ -192,7 +200,9 @@ impl Flight {
             }
             let bytes = row_bytes(&row);
             let key = (row.topic.clone(), row.key.clone());
+            let shard = row.shard;
             let state = self.keys.entry(key).or_insert_with(|| KeyState {
+                shard,
                 sending: VecDeque::new(),
                 waiting: VecDeque::new(),
                 failure: None,
@@ -336,6 +346,12 @@ impl Flight {
         }
     }
 
+    /// The read took in every row of its span up to `span_end` (the rest of the span belongs
+    /// to other relays' shards, or to parked keys): the cursor moves past the span.
+    pub(crate) fn spanned(&mut self, span_end: i64) {
+        self.cursor = Some(self.cursor.map_or(span_end, |c| c.max(span_end)));
+    }
+
     /// Row `id` of `key` was moved to the parked table: the database now hides the key's
     /// later rows, so this relay forgets them.
     pub(crate) fn parked(&mut self, id: i64, key: &KeyId) {
@@ -370,12 +386,57 @@ impl Flight {
         released
     }
 
-    /// With nothing held, the next read starts from the head of the outbox: the same rows as
-    /// after the cursor, plus any that reappeared below it (a key whose parked row was
-    /// dropped), so an idle relay heals itself without relying on the horizon.
-    pub(crate) fn restart_when_idle(&mut self) {
-        if self.held_rows == 0 && self.keys.is_empty() && self.deletable.is_empty() {
+    /// The next read starts from the head of the outbox (shards were gained: their rows lie
+    /// below the cursor, written long ago).
+    pub(crate) fn restart_from_head(&mut self) {
+        self.cursor = None;
+    }
+
+    /// Forgets everything of the keys of `shards` (their leases were lost): nothing of them is
+    /// sent any more; answers still coming for them change nothing.
+    pub(crate) fn forget_shards(&mut self, shards: &[i32]) {
+        if shards.is_empty() {
+            return;
+        }
+        let lost: Vec<KeyId> = self
+            .keys
+            .iter()
+            .filter(|(_, state)| shards.contains(&state.shard))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in lost {
+            let Some(state) = self.keys.remove(&key) else {
+                continue;
+            };
+            for (id, bytes) in state.sending {
+                self.held_rows -= 1;
+                self.held_bytes -= bytes;
+                self.known.remove(&id);
+            }
+            for row in state.waiting {
+                self.held_rows -= 1;
+                self.held_bytes -= row_bytes(&row);
+                self.known.remove(&row.id);
+            }
+            for id in state.skipped {
+                self.known.remove(&id);
+            }
+        }
+    }
+
+    /// With nothing held, and at most every `IDLE_RESTART_EVERY`, the next read starts from
+    /// the head of the outbox: the same rows as after the cursor, plus any that reappeared
+    /// below it without a recent txid, so an idle relay heals itself without relying on the
+    /// horizon alone. Not more often: a read from the head walks the index entries of every
+    /// row deleted since the last vacuum.
+    pub(crate) fn restart_when_idle(&mut self, now: Instant) {
+        let idle = self.held_rows == 0 && self.keys.is_empty() && self.deletable.is_empty();
+        let due = self
+            .last_idle_restart
+            .is_none_or(|at| now.saturating_duration_since(at) >= IDLE_RESTART_EVERY);
+        if idle && due {
             self.cursor = None;
+            self.last_idle_restart = Some(now);
         }
     }
 
@@ -451,6 +512,7 @@ mod tests {
             traceparent: None,
             headers: Vec::new(),
             txid: id,
+            shard: 0,
         }
     }
 
@@ -627,6 +689,25 @@ mod tests {
         assert!(!f.answered_too_early(&key("b"), 3));
         f.delivered(1, &key("a"));
         assert!(!f.answered_too_early(&key("a"), 2));
+    }
+
+    #[test]
+    fn a_lost_shard_is_forgotten_and_other_shards_go_on() {
+        let mut f = Flight::new(limits());
+        let now = Instant::now();
+        let mut other = row(2, "b");
+        other.shard = 1;
+        let read = f.next_read().unwrap();
+        f.admit(read, vec![row(1, "a"), other, row(3, "a")], 0, 0, now);
+        f.forget_shards(&[0]);
+        assert_eq!(f.held().0, 1, "only shard 1's row is held");
+        assert!(
+            f.delivered(1, &key("a")).is_empty(),
+            "a late answer changes nothing"
+        );
+        assert!(!f.still_sending(&key("a"), 3));
+        f.restart_from_head();
+        assert_eq!(f.next_read().unwrap().after, None);
     }
 
     #[test]

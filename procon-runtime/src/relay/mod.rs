@@ -4,7 +4,8 @@
 //! with the event-id header, as soon as its transaction commits; and publish realtime
 //! notifications (`procon_realtime`) throttled per channel (see [`crate::realtime`]).
 //!
-//! Reading path: [`Relay::run`] (connect, lead, reconnect) → `rounds` (the pipelined loop) →
+//! Reading path: [`Relay::run`] (connect, reconnect) → `rounds` (the pipelined loop, with the
+//! lease heartbeat of `lease`) →
 //! `flight` (every decision: what to read, send, delete, retry or park) → `source` (SQL) and
 //! `publisher` (records for the transport); acknowledged rows are deleted by the rounds' deleter
 //! on a connection of its own. `realtime` runs beside `rounds` on its own connection; `tls`
@@ -21,9 +22,10 @@
 //! - A row the broker rejects `park_after_attempts` times is parked (`procon_outbox_parked`)
 //!   with its error; its key's later rows wait; other keys flow. Outages are retried forever.
 //! - Memory is bounded: rows held stay within `2 × batch_size` rows and `max_bytes_in_flight`.
-//! - One relay per outbox table is active: leadership is a session-level advisory lock keyed
-//!   by the table's oid, so a second process waits as a standby and takes over when the
-//!   leader's connection ends (TCP keepalives on both sides end a vanished leader's session).
+//! - Several relays share an outbox through shard leases in PostgreSQL (see `lease`): each
+//!   publishes only the shards it holds, a dead relay's shards move once their leases expire
+//!   (`lease_ttl`), and a relay that cannot renew stops sending before that. The holder of
+//!   shard 0 also publishes realtime notifications.
 //! - It wakes on `NOTIFY procon_outbox` carrying its table's oid (sent by the emitting
 //!   transaction's commit) and also polls every `poll_interval`, so a lost notification only
 //!   delays an event.
@@ -33,6 +35,7 @@
 //!   deletes what was delivered.
 
 mod flight;
+mod lease;
 mod publisher;
 mod realtime;
 mod rounds;
@@ -57,6 +60,8 @@ pub(crate) struct Relay {
     database: tokio_postgres::Config,
     tls: Tls,
     producer: Arc<dyn Publisher>,
+    /// This relay among the relays of its outbox: `<service name>/<uuid>`.
+    member: String,
 }
 
 /// How a relay session (one database connection) ended.
@@ -73,11 +78,13 @@ impl Relay {
         (database, tls): (tokio_postgres::Config, Tls),
         producer: Arc<dyn Publisher>,
     ) -> Self {
+        let member = format!("{}/{}", config.service_name, uuid::Uuid::now_v7());
         Relay {
             config,
             database,
             tls,
             producer,
+            member,
         }
     }
 
@@ -133,7 +140,8 @@ impl Relay {
         tracing::info!("relay stopped");
     }
 
-    /// One connection's life: wait for leadership, then publish rounds until failure or shutdown.
+    /// One connection's life: take part in the shard leases and publish the shards held,
+    /// until failure or shutdown.
     async fn session(
         &self,
         source: &OutboxSource,
@@ -141,45 +149,30 @@ impl Relay {
         shutdown: &mut watch::Receiver<bool>,
     ) -> SessionEnd {
         let relay = &self.config.relay;
-        let mut announced_standby = false;
-        loop {
-            match source.try_lead().await {
-                Ok(true) => break,
-                Ok(false) => {
-                    if !announced_standby {
-                        tracing::info!("another relay is active for this schema; standing by");
-                        announced_standby = true;
-                    }
-                    if sleep_or_shutdown(relay.poll_interval, shutdown).await {
-                        return SessionEnd::Shutdown;
-                    }
-                }
-                Err(error) => return SessionEnd::Failed(error),
-            }
+        if let Err(error) = source.prepare_leases(relay.shards).await {
+            return SessionEnd::Failed(error);
         }
         match source.backlog().await {
-            Ok((backlog, parked)) => tracing::info!(backlog, parked, "relay active"),
+            Ok((backlog, parked)) => tracing::info!(
+                backlog,
+                parked,
+                shards = relay.shards,
+                member = self.member,
+                "relay connected; taking its share of the shards"
+            ),
             Err(error) => return SessionEnd::Failed(error),
         }
-        // Realtime notifications run beside the outbox rounds, on their own connection.
-        let realtime_wake = Arc::new(Notify::new());
-        let realtime = match OutboxSource::connect(
-            &self.database,
-            &self.tls,
-            realtime_wake.clone(),
-            Wakes::Realtime,
-        )
-        .await
-        {
-            Ok(realtime_source) => tokio::spawn(realtime::run(
-                realtime_source,
-                realtime_wake,
-                self.producer.clone(),
-                relay.clone(),
-                shutdown.clone(),
-            )),
-            Err(error) => return SessionEnd::Failed(error),
-        };
+        // Realtime notifications run beside the outbox rounds, on their own connection, while
+        // this relay holds shard 0.
+        let (leading, leading_rx) = watch::channel(false);
+        let mut realtime = tokio::spawn(realtime::run_while_leading(
+            self.database.clone(),
+            self.tls.clone(),
+            self.producer.clone(),
+            relay.clone(),
+            leading_rx,
+            shutdown.clone(),
+        ));
         // Acknowledged rows are deleted on a connection of their own, beside the reads.
         let deleter = match OutboxSource::connect(
             &self.database,
@@ -195,9 +188,20 @@ impl Relay {
                 return SessionEnd::Failed(error);
             }
         };
-        let outbox = rounds::run(source, deleter, &*self.producer, relay, wake, shutdown);
+        let membership = rounds::Membership {
+            member: &self.member,
+            leading,
+        };
+        let outbox = rounds::run(
+            source,
+            deleter,
+            &*self.producer,
+            relay,
+            wake,
+            shutdown,
+            membership,
+        );
         tokio::pin!(outbox);
-        let mut realtime = realtime;
         let end = tokio::select! {
             end = &mut outbox => end,
             finished = &mut realtime => match finished {

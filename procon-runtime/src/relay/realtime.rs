@@ -8,11 +8,36 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
 use super::publisher::{self, Outcome};
-use super::source::{OutboxRow, OutboxSource, RealtimeRow, SourceError};
+use super::source::{OutboxRow, OutboxSource, RealtimeRow, SourceError, Wakes};
 use crate::config::RelayConfig;
 use crate::realtime::throttle::{Latest, Throttle};
 use crate::realtime::REALTIME_EVENT;
 use crate::transport::Publisher;
+
+/// Runs the realtime task while `leading` (this relay holds shard 0), on a connection of its
+/// own, until `shutdown` or a database failure (returned).
+pub(crate) async fn run_while_leading(
+    database: tokio_postgres::Config,
+    tls: super::tls::Tls,
+    producer: Arc<dyn Publisher>,
+    config: RelayConfig,
+    mut leading: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SourceError> {
+    loop {
+        if leading.wait_for(|leads| *leads).await.is_err() {
+            return Ok(()); // the rounds ended
+        }
+        let wake = Arc::new(Notify::new());
+        let source = OutboxSource::connect(&database, &tls, wake.clone(), Wakes::Realtime).await?;
+        tokio::select! {
+            result = run(source, wake, producer.clone(), config.clone(), shutdown.clone()) => {
+                return result;
+            }
+            _ = leading.wait_for(|leads| !*leads) => {}
+        }
+    }
+}
 
 /// Runs realtime rounds until `shutdown`, or until the database fails (returned).
 pub(crate) async fn run(
@@ -115,5 +140,6 @@ fn as_outbox_row(row: &RealtimeRow, config: &RelayConfig) -> OutboxRow {
         traceparent: row.traceparent.clone(),
         headers: Vec::new(),
         txid: 0,
+        shard: 0,
     }
 }

@@ -25,8 +25,9 @@ use futures::StreamExt;
 use tokio::sync::{watch, Notify};
 
 use super::flight::{AfterFailure, Flight, KeyId, Limits};
+use super::lease::Leases;
 use super::publisher::send_row;
-use super::source::{OutboxRow, OutboxSource, SourceError};
+use super::source::{OutboxRow, OutboxSource, Shards, SourceError};
 use crate::config::RelayConfig;
 use crate::transport::{Publisher, SendError, TransportError};
 
@@ -58,6 +59,13 @@ pub(crate) fn limits(config: &RelayConfig, per_key: usize) -> Limits {
     }
 }
 
+/// Who this relay is among the relays of its outbox, and where it says whether it holds
+/// shard 0 (the realtime task runs while it does).
+pub(crate) struct Membership<'a> {
+    pub(crate) member: &'a str,
+    pub(crate) leading: watch::Sender<bool>,
+}
+
 /// Runs until shutdown or a database failure.
 pub(crate) async fn run(
     source: &OutboxSource,
@@ -66,6 +74,7 @@ pub(crate) async fn run(
     config: &RelayConfig,
     wake: &Notify,
     shutdown: &mut watch::Receiver<bool>,
+    membership: Membership<'_>,
 ) -> Result<End, SourceError> {
     // Several rows of a key in flight only where a failed record fails its successors too.
     let per_key = if producer.fails_successors() {
@@ -78,7 +87,14 @@ pub(crate) async fn run(
         producer,
         config,
         flight: Flight::new(limits(config, per_key)),
-        deleter: Deleter::spawn(deleter),
+        deleter: Deleter::spawn(deleter, membership.member.to_owned(), config.shards),
+        leases: Leases::new(
+            i32::try_from(config.shards).unwrap_or(i32::MAX),
+            config.lease_ttl,
+        ),
+        member: membership.member,
+        leading: membership.leading,
+        next_heartbeat: Instant::now(),
         pending: FuturesUnordered::new(),
         attempts: HashMap::new(),
         next_attempt: 0,
@@ -94,6 +110,9 @@ pub(crate) async fn run(
         if *shutdown.borrow() {
             pump.drain().await?;
             return Ok(End::Shutdown);
+        }
+        if pump.leases_due().await? {
+            want_read = true;
         }
         let blocked = pump.flight.next_read().is_none();
         while let Some(Some(answer)) = futures::FutureExt::now_or_never(pump.pending.next()) {
@@ -113,7 +132,7 @@ pub(crate) async fn run(
             continue; // more is waiting
         }
         want_read = false;
-        pump.flight.restart_when_idle();
+        pump.flight.restart_when_idle(Instant::now());
         let nap = pump
             .flight
             .next_retry()
@@ -126,7 +145,12 @@ pub(crate) async fn run(
             nap.min(DELETE_EVERY)
         } else {
             nap
-        };
+        }
+        .min(
+            pump.next_heartbeat
+                .saturating_duration_since(Instant::now()),
+        )
+        .max(Duration::from_millis(1));
         tokio::select! {
             answer = pump.pending.next(), if !pump.pending.is_empty() => {
                 if let Some(answer) = answer {
@@ -141,7 +165,7 @@ pub(crate) async fn run(
             _ = shutdown.changed() => {}
         }
         if source.is_closed() {
-            source.fetch(None, None, 1, 1).await?;
+            source.backlog().await?;
         }
     }
 }
@@ -157,12 +181,12 @@ struct Deleter {
 }
 
 impl Deleter {
-    fn spawn(source: OutboxSource) -> Deleter {
+    fn spawn(source: OutboxSource, member: String, shards: u32) -> Deleter {
         let (requests, mut todo) = tokio::sync::mpsc::unbounded_channel::<Vec<i64>>();
         let (report, done) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Some(ids) = todo.recv().await {
-                let result = source.delete(&ids).await.map(|()| ids);
+                let result = source.delete(&ids, &member, shards).await.map(|()| ids);
                 if report.send(result).is_err() {
                     break;
                 }
@@ -183,6 +207,10 @@ struct Pump<'a> {
     config: &'a RelayConfig,
     flight: Flight,
     deleter: Deleter,
+    leases: Leases,
+    member: &'a str,
+    leading: watch::Sender<bool>,
+    next_heartbeat: Instant,
     pending: FuturesUnordered<Pending>,
     /// The current attempt of each row in flight: an answer to an earlier attempt (a record
     /// that failed with its predecessor and was sent again since) is stale.
@@ -202,13 +230,22 @@ impl Pump<'_> {
         let Some(read) = self.flight.next_read() else {
             return Ok(false);
         };
+        let owned = self.leases.owned(Instant::now());
+        if owned.is_empty() {
+            return Ok(false);
+        }
         let started = Instant::now();
+        let shards = Shards {
+            count: self.config.shards,
+            owned: &owned,
+        };
         let fetched = self
             .source
-            .fetch(read.after, read.horizon, read.limit, read.max_bytes)
+            .fetch(read.after, read.horizon, read.limit, read.max_bytes, shards)
             .await?;
         let took_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let (read_rows, full) = (fetched.rows.len(), fetched.rows.len() >= read.limit);
+        let read_rows = fetched.rows.len();
+        let full = usize::try_from(fetched.spanned).unwrap_or(0) >= read.limit;
         let send = self.flight.admit(
             read,
             fetched.rows,
@@ -216,6 +253,16 @@ impl Pump<'_> {
             fetched.horizon,
             Instant::now(),
         );
+        // Unless the read was sent back to the head, or stopped at the byte budget, the rows of
+        // the span it did not return are not this relay's: move past them.
+        let sent_back =
+            read.after.is_some() && self.flight.next_read().is_some_and(|r| r.after.is_none());
+        if fetched.complete && !sent_back {
+            if let Some(end) = fetched.span_end {
+                self.flight.spanned(end);
+            }
+        }
+
         let (held_rows, held_bytes) = self.flight.held();
         tracing::trace!(
             read = read_rows,
@@ -239,6 +286,11 @@ impl Pump<'_> {
         if !self.flight.still_sending(&key, row.id) {
             // An earlier row of its key was refused while this one waited to be handed over:
             // it was handed back and is read again behind that row.
+            return Ok(());
+        }
+        if !self.leases.may_send(row.shard, Instant::now()) {
+            // The shard's lease may be gone (no renewal in time): never publish past it. The
+            // next turn drops the shard; its next owner publishes the row.
             return Ok(());
         }
         let delivery = loop {
@@ -357,6 +409,48 @@ impl Pump<'_> {
         Ok(())
     }
 
+    /// Drops lapsed leases, and runs the heartbeat when it is due: renew, release the surplus,
+    /// claim up to the fair share. Returns true when shards were gained (read from the head).
+    async fn leases_due(&mut self) -> Result<bool, SourceError> {
+        let now = Instant::now();
+        let lapsed = self.leases.lapsed(now);
+        if !lapsed.is_empty() {
+            tracing::warn!(
+                shards = ?lapsed,
+                "relay leases lapsed (no renewal in time): their events are left to the next owner"
+            );
+            self.flight.forget_shards(&lapsed);
+        }
+        if now < self.next_heartbeat {
+            return Ok(false);
+        }
+        let ttl = self.config.lease_ttl;
+        self.next_heartbeat = now + ttl / 3;
+        let (renewed, members) = self.source.heartbeat(self.member, ttl).await?;
+        let held: Vec<i32> = renewed.iter().map(|(shard, _)| *shard).collect();
+        let release = self.leases.to_release(&held, members);
+        self.source.release(self.member, &release).await?;
+        let wanted = self.leases.to_claim(held.len() - release.len(), members);
+        let claimed = if wanted > 0 {
+            self.source.claim(self.member, ttl, wanted).await?
+        } else {
+            Vec::new()
+        };
+        let change = self.leases.renewed(now, &renewed, &claimed, &release);
+        if !change.lost.is_empty() {
+            tracing::info!(shards = ?change.lost, members, "relay shards handed over");
+            self.flight.forget_shards(&change.lost);
+        }
+        if !change.gained.is_empty() {
+            tracing::info!(shards = ?change.gained, members, "relay shards taken");
+            self.flight.restart_from_head();
+        }
+        let leading = self.leases.holds(0, Instant::now());
+        self.leading
+            .send_if_modified(|was| std::mem::replace(was, leading) != leading);
+        Ok(!change.gained.is_empty())
+    }
+
     /// Deletes acknowledged rows when enough have gathered, when nothing is in flight, or
     /// every `DELETE_EVERY`.
     async fn delete_if_due(&mut self) -> Result<(), SourceError> {
@@ -383,7 +477,11 @@ impl Pump<'_> {
                 Ok(())
             }
             // The deleter ended: its connection failed; the session reconnects.
-            Err(returned) => self.source.delete(&returned.0).await,
+            Err(returned) => {
+                self.source
+                    .delete(&returned.0, self.member, self.config.shards)
+                    .await
+            }
         }
     }
 
@@ -419,6 +517,9 @@ impl Pump<'_> {
                 Ok(None) | Err(_) => break,
             }
         }
-        Ok(())
+        // Hand the shards over at once instead of letting the leases expire.
+        self.leases.drop_all();
+        self.leading.send_replace(false);
+        self.source.leave(self.member).await
     }
 }

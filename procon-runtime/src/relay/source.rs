@@ -2,6 +2,7 @@
 //! commits, reads outbox rows in id order and deletes delivered ones.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::Notify;
@@ -27,6 +28,8 @@ pub(crate) struct OutboxRow {
     pub(crate) headers: Vec<(String, String)>,
     /// The writing transaction's id (see `flight`).
     pub(crate) txid: i64,
+    /// The row's shard (see `lease`).
+    pub(crate) shard: i32,
 }
 
 /// The newest pending realtime notification of one channel.
@@ -56,6 +59,13 @@ pub(crate) enum SourceError {
     /// schema that does not exist yet).
     #[error("table `procon_outbox` does not exist in the connection's search_path")]
     MissingTable,
+    /// `relay.shards` differs from the number of shards the outbox is split into already.
+    #[error(
+        "relay.shards is {configured} but the outbox is split into {found} shards \
+         (procon_relay_leases); give every relay the same count, or stop every relay and \
+         empty procon_relay_leases to change it"
+    )]
+    ShardCount { configured: u32, found: i64 },
 }
 
 impl SourceError {
@@ -63,6 +73,7 @@ impl SourceError {
     pub(crate) fn is_missing_table(&self) -> bool {
         match self {
             SourceError::MissingTable => true,
+            SourceError::ShardCount { .. } => false,
             SourceError::Database { source, .. } => source
                 .as_db_error()
                 .is_some_and(|e| e.code() == &tokio_postgres::error::SqlState::UNDEFINED_TABLE),
@@ -134,33 +145,85 @@ fn for_us(payload: &str, oid: &str, wakes_for: Wakes) -> bool {
 /// The relay's connection to the outbox.
 pub(crate) struct OutboxSource {
     client: Client,
-    /// The outbox table's oid, as text: the leader lock's key and the notifications' payload.
-    table: String,
     /// Prepared once: every read and delete is one round trip.
     fetch: tokio_postgres::Statement,
     delete: tokio_postgres::Statement,
 }
 
-/// One read of the outbox; see [`OutboxSource::fetch`].
-const FETCH_SQL: &str = "WITH below AS ( \
-                     SELECT count(*) AS n FROM procon_outbox b \
-                     WHERE b.txid >= $2::text::xid8 AND b.id <= $1 \
-                       AND NOT EXISTS (SELECT 1 FROM procon_outbox_parked p \
-                           WHERE p.topic = b.topic AND p.message_key = b.message_key)), \
-                 next AS ( \
-                     SELECT id, event_id::text AS event_id, topic, message_key, event_name, entity, \
-                            COALESCE(raw_payload, convert_to(payload::text, 'UTF8')) AS bytes, \
-                            traceparent, headers::text AS headers, raw_key, \
-                            txid::text::bigint AS txid \
-                     FROM procon_outbox o \
-                     WHERE o.id > $1 AND NOT EXISTS (SELECT 1 FROM procon_outbox_parked p \
-                         WHERE p.topic = o.topic AND p.message_key = o.message_key) \
-                     ORDER BY o.id LIMIT $3) \
-                 SELECT below.n, pg_snapshot_xmin(pg_current_snapshot())::text::bigint, next.* \
-                 FROM below LEFT JOIN next ON true ORDER BY next.id";
+/// A row's shard: a hash of (topic, key) modulo the shard count (the same as the emit's key
+/// lock hash, made non-negative). `{t}` is the table alias, `{n}` the parameter of the count.
+macro_rules! shard_of {
+    ($t:literal, $n:literal) => {
+        concat!(
+            "((hashtextextended(",
+            $t,
+            ".topic || '\u{1f}' || ",
+            $t,
+            ".message_key, 0) & 9223372036854775807) % ",
+            $n,
+            ")"
+        )
+    };
+}
 
-/// Deleting acknowledged rows.
-const DELETE_SQL: &str = "DELETE FROM procon_outbox WHERE id = ANY($1)";
+/// One read of the outbox; see [`OutboxSource::fetch`]. `$4` is the shard count, `$5` the
+/// shards this relay holds. A read takes the next `$3` ids in order (the `span`: an index scan
+/// that stops there, whatever the shards), then looks each one up (`LATERAL … OFFSET 0`
+/// keeps the planner from hash-joining the span with the whole table) and keeps those of its
+/// shards: so a read costs the span, not the backlog. The count goes through the `txid` index only (`b.id + 0` keeps
+/// the planner from also scanning the primary key below the cursor, which holds every row
+/// ever deleted until a vacuum: 8.6 ms instead of 0.05 ms per read was measured).
+const FETCH_SQL: &str = concat!(
+    "WITH below AS ( \
+         SELECT count(*) AS n FROM procon_outbox b \
+         WHERE b.txid >= $2::text::xid8 AND b.id + 0 <= $1 AND ",
+    shard_of!("b", "$4"),
+    " = ANY($5) \
+           AND NOT EXISTS (SELECT 1 FROM procon_outbox_parked p \
+               WHERE p.topic = b.topic AND p.message_key = b.message_key)), \
+     span AS ( \
+         SELECT id FROM procon_outbox WHERE id > $1 ORDER BY id LIMIT $3), \
+     owned AS ( \
+         SELECT span.id FROM span, LATERAL ( \
+             SELECT topic, message_key FROM procon_outbox k WHERE k.id = span.id OFFSET 0) AS k \
+         WHERE ",
+    shard_of!("k", "$4"),
+    " = ANY($5) AND NOT EXISTS (SELECT 1 FROM procon_outbox_parked p \
+             WHERE p.topic = k.topic AND p.message_key = k.message_key)), \
+     next AS ( \
+         SELECT o.* FROM owned, LATERAL ( \
+             SELECT id, event_id::text AS event_id, topic, message_key, event_name, entity, \
+                    COALESCE(raw_payload, convert_to(payload::text, 'UTF8')) AS bytes, \
+                    traceparent, headers::text AS headers, raw_key, txid::text::bigint AS txid, ",
+    shard_of!("o", "$4"),
+    "::int AS shard \
+             FROM procon_outbox o WHERE o.id = owned.id OFFSET 0) AS o) \
+     SELECT below.n, pg_snapshot_xmin(pg_current_snapshot())::text::bigint, \
+            (SELECT count(*) FROM span), (SELECT max(id) FROM span), next.* \
+     FROM below LEFT JOIN next ON true ORDER BY next.id"
+);
+
+/// Deleting acknowledged rows, only while this relay (`$2`) holds their shard (`$3` shards).
+const DELETE_SQL: &str = concat!(
+    "DELETE FROM procon_outbox o WHERE o.id = ANY($1) AND EXISTS ( \
+         SELECT 1 FROM procon_relay_leases l \
+         WHERE l.owner = $2 AND l.expires_at > now() AND l.shard = ",
+    shard_of!("o", "$3"),
+    ")"
+);
+
+/// Which shards a read covers: `owned` of `count`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shards<'a> {
+    pub(crate) count: u32,
+    pub(crate) owned: &'a [i32],
+}
+
+fn leases(rows: &[tokio_postgres::Row]) -> Result<Vec<(i32, i64)>, tokio_postgres::Error> {
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
 
 /// What one read of the outbox returned.
 pub(crate) struct Fetched {
@@ -171,21 +234,28 @@ pub(crate) struct Fetched {
     pub(crate) below: i64,
     /// This read's snapshot xmin: the horizon of the next read.
     pub(crate) horizon: i64,
+    /// Ids the read looked at (its span), rows of other shards included.
+    pub(crate) spanned: i64,
+    /// The span's last id: once every row of the span was taken in, the cursor moves there.
+    pub(crate) span_end: Option<i64>,
+    /// False when the read stopped at the byte budget before the end of the span.
+    pub(crate) complete: bool,
 }
 
 fn read_row(row: &tokio_postgres::Row) -> Result<OutboxRow, tokio_postgres::Error> {
     Ok(OutboxRow {
-        id: row.try_get(2)?,
-        event_id: row.try_get(3)?,
-        topic: row.try_get(4)?,
-        key: row.try_get(5)?,
-        event_name: row.try_get(6)?,
-        entity: row.try_get(7)?,
-        payload: row.try_get(8)?,
-        traceparent: row.try_get(9)?,
-        headers: extra_headers(row.try_get(10)?),
-        raw_key: row.try_get(11)?,
-        txid: row.try_get(12)?,
+        id: row.try_get(4)?,
+        event_id: row.try_get(5)?,
+        topic: row.try_get(6)?,
+        key: row.try_get(7)?,
+        event_name: row.try_get(8)?,
+        entity: row.try_get(9)?,
+        payload: row.try_get(10)?,
+        traceparent: row.try_get(11)?,
+        headers: extra_headers(row.try_get(12)?),
+        raw_key: row.try_get(13)?,
+        txid: row.try_get(14)?,
+        shard: row.try_get(15)?,
     })
 }
 
@@ -230,7 +300,7 @@ impl OutboxSource {
         let Some(oid) = oid else {
             return Err(SourceError::MissingTable);
         };
-        let _ = table.set(oid.clone());
+        let _ = table.set(oid);
         client
             .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
             .await
@@ -245,25 +315,9 @@ impl OutboxSource {
             .map_err(fail("prepare the outbox delete"))?;
         Ok(OutboxSource {
             client,
-            table: oid,
             fetch,
             delete,
         })
-    }
-
-    /// Tries to become the one relay of this outbox table. Leadership is a session-level
-    /// advisory lock keyed by the table's oid (two schemas' relays never exclude each other):
-    /// it ends with this connection, so a crashed relay's standby takes over.
-    pub(crate) async fn try_lead(&self) -> Result<bool, SourceError> {
-        let row = self
-            .client
-            .query_one(
-                "SELECT pg_try_advisory_lock(hashtextextended('procon.relay.' || $1::text, 0))",
-                &[&self.table],
-            )
-            .await
-            .map_err(fail("take the relay leader lock"))?;
-        row.try_get(0).map_err(fail("take the relay leader lock"))
     }
 
     /// Reads up to `limit` rows after id `after` (from the head when `None`) in id order,
@@ -278,11 +332,15 @@ impl OutboxSource {
         horizon: Option<i64>,
         limit: usize,
         max_bytes: usize,
+        shards: Shards<'_>,
     ) -> Result<Fetched, SourceError> {
         let after = after.unwrap_or(0);
         let horizon = horizon.unwrap_or(i64::MAX).to_string();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&after, &horizon, &limit];
+        let count = i64::from(shards.count);
+        let owned: Vec<i64> = shards.owned.iter().map(|&s| i64::from(s)).collect();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&after, &horizon, &limit, &count, &owned];
         // Streamed, so a read stops at the byte budget instead of holding every row at once.
         let stream = self
             .client
@@ -299,6 +357,9 @@ impl OutboxSource {
             rows: Vec::new(),
             below: 0,
             horizon: 0,
+            spanned: 0,
+            span_end: None,
+            complete: true,
         };
         let mut first = true;
         let mut bytes = 0usize;
@@ -307,9 +368,11 @@ impl OutboxSource {
             if first {
                 fetched.below = row.try_get(0).map_err(fail("read the outbox"))?;
                 fetched.horizon = row.try_get(1).map_err(fail("read the outbox"))?;
+                fetched.spanned = row.try_get(2).map_err(fail("read the outbox"))?;
+                fetched.span_end = row.try_get(3).map_err(fail("read the outbox"))?;
                 first = false;
             }
-            let id: Option<i64> = row.try_get(2).map_err(fail("read the outbox"))?;
+            let id: Option<i64> = row.try_get(4).map_err(fail("read the outbox"))?;
             if id.is_none() {
                 continue; // the LEFT JOIN's row when nothing is there
             }
@@ -317,6 +380,7 @@ impl OutboxSource {
             bytes += super::flight::row_bytes(&row);
             fetched.rows.push(row);
             if bytes >= max_bytes {
+                fetched.complete = false;
                 break; // the rest is read next time (the cursor stays below it)
             }
         }
@@ -403,15 +467,156 @@ impl OutboxSource {
         Ok(())
     }
 
-    /// Deletes delivered rows.
-    pub(crate) async fn delete(&self, ids: &[i64]) -> Result<(), SourceError> {
+    /// Deletes delivered rows, of the shards `member` still holds (a relay that lost a shard
+    /// deletes nothing of it: its next owner publishes those rows again).
+    pub(crate) async fn delete(
+        &self,
+        ids: &[i64],
+        member: &str,
+        shards: u32,
+    ) -> Result<(), SourceError> {
         if ids.is_empty() {
             return Ok(());
         }
         self.client
-            .execute(&self.delete, &[&ids])
+            .execute(&self.delete, &[&ids, &member, &i64::from(shards)])
             .await
             .map_err(fail("delete delivered outbox rows"))?;
+        Ok(())
+    }
+
+    /// Makes sure the lease table has one row per shard; refuses a shard count other than the
+    /// one the outbox is split into already.
+    pub(crate) async fn prepare_leases(&self, shards: u32) -> Result<(), SourceError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT count(*), COALESCE(max(shard) + 1, 0)::bigint FROM procon_relay_leases",
+                &[],
+            )
+            .await
+            .map_err(fail("read the relay leases"))?;
+        let (rows, span): (i64, i64) = (
+            row.try_get(0).map_err(fail("read the relay leases"))?,
+            row.try_get(1).map_err(fail("read the relay leases"))?,
+        );
+        if rows == 0 {
+            self.client
+                .execute(
+                    "INSERT INTO procon_relay_leases (shard) \
+                     SELECT generate_series(0, $1::int - 1) ON CONFLICT DO NOTHING",
+                    &[&i32::try_from(shards).unwrap_or(i32::MAX)],
+                )
+                .await
+                .map_err(fail("create the relay leases"))?;
+            return Ok(());
+        }
+        if rows != i64::from(shards) || span != i64::from(shards) {
+            return Err(SourceError::ShardCount {
+                configured: shards,
+                found: rows,
+            });
+        }
+        Ok(())
+    }
+
+    /// One heartbeat of `member`: records it as live, renews its leases (those not expired)
+    /// for `ttl`, and counts the live members. Returns the renewed leases and the count.
+    pub(crate) async fn heartbeat(
+        &self,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<(Vec<(i32, i64)>, i64), SourceError> {
+        let ttl = ttl.as_secs_f64();
+        self.client
+            .execute(
+                "INSERT INTO procon_relay_members (member, seen_at) VALUES ($1, now()) \
+                 ON CONFLICT (member) DO UPDATE SET seen_at = now()",
+                &[&member],
+            )
+            .await
+            .map_err(fail("record the relay as live"))?;
+        let renewed = self
+            .client
+            .query(
+                "UPDATE procon_relay_leases SET expires_at = now() + make_interval(secs => $2) \
+                 WHERE owner = $1 AND expires_at > now() RETURNING shard, epoch",
+                &[&member, &ttl],
+            )
+            .await
+            .map_err(fail("renew the relay leases"))?;
+        let members = self
+            .client
+            .query_one(
+                "SELECT count(*) FROM procon_relay_members \
+                 WHERE seen_at > now() - make_interval(secs => $1)",
+                &[&ttl],
+            )
+            .await
+            .map_err(fail("count the relays"))?;
+        Ok((
+            leases(&renewed).map_err(fail("renew the relay leases"))?,
+            members.try_get(0).map_err(fail("count the relays"))?,
+        ))
+    }
+
+    /// Claims up to `wanted` free or expired shards for `member`, for `ttl`.
+    pub(crate) async fn claim(
+        &self,
+        member: &str,
+        ttl: Duration,
+        wanted: usize,
+    ) -> Result<Vec<(i32, i64)>, SourceError> {
+        let wanted = i64::try_from(wanted).unwrap_or(i64::MAX);
+        let rows = self
+            .client
+            .query(
+                "UPDATE procon_relay_leases SET owner = $1, epoch = epoch + 1, \
+                     expires_at = now() + make_interval(secs => $2) \
+                 WHERE shard IN (SELECT shard FROM procon_relay_leases \
+                     WHERE owner IS NULL OR expires_at <= now() \
+                     ORDER BY shard LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 RETURNING shard, epoch",
+                &[&member, &ttl.as_secs_f64(), &wanted],
+            )
+            .await
+            .map_err(fail("claim relay leases"))?;
+        leases(&rows).map_err(fail("claim relay leases"))
+    }
+
+    /// Gives `shards` up at once (another relay may claim them at its next heartbeat).
+    pub(crate) async fn release(&self, member: &str, shards: &[i32]) -> Result<(), SourceError> {
+        if shards.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .execute(
+                "UPDATE procon_relay_leases SET owner = NULL, expires_at = '-infinity' \
+                 WHERE owner = $1 AND shard = ANY($2)",
+                &[&member, &shards],
+            )
+            .await
+            .map_err(fail("release relay leases"))?;
+        Ok(())
+    }
+
+    /// `member` leaves: its leases are released and it no longer counts as live.
+    pub(crate) async fn leave(&self, member: &str) -> Result<(), SourceError> {
+        self.client
+            .execute(
+                "UPDATE procon_relay_leases SET owner = NULL, expires_at = '-infinity' \
+                 WHERE owner = $1",
+                &[&member],
+            )
+            .await
+            .map_err(fail("release relay leases"))?;
+        self.client
+            .execute(
+                "DELETE FROM procon_relay_members WHERE member = $1",
+                &[&member],
+            )
+            .await
+            .map_err(fail("leave the relays"))?;
         Ok(())
     }
 
