@@ -151,7 +151,12 @@ impl Flight {
     pub(crate) fn next_read(&self) -> Option<Read> {
         let rows = self.limits.max_rows.saturating_sub(self.held_rows);
         let bytes = self.limits.max_bytes.saturating_sub(self.held_bytes);
-        if rows == 0 || (bytes == 0 && self.held_rows > 0) {
+        // While rows are held, read only once a quarter of a budget is free: a read per freed
+        // row (10 KB rows against a full byte budget) made every read a one-row statement and
+        // the drain five times slower.
+        let starved = rows < (self.limits.batch_size / 4).max(1)
+            || bytes < (self.limits.max_bytes / 4).max(1);
+        if rows == 0 || (self.held_rows > 0 && starved) {
             return None;
         }
         let by_bytes = (bytes / self.row_bytes.max(1)).max(1);
@@ -766,6 +771,32 @@ mod tests {
         let read = f.next_read().unwrap();
         let send = f.admit(read, vec![row(1, "a")], 0, 0, later);
         assert_eq!(ids(&send), vec![1]);
+    }
+
+    #[test]
+    fn a_nearly_full_budget_waits_for_a_quarter_to_free_up() {
+        let mut f = Flight::new(Limits {
+            max_bytes: 100_000,
+            ..limits()
+        });
+        let now = Instant::now();
+        let mut rows = Vec::new();
+        for id in 1..=9 {
+            let mut r = row(id, &format!("k{id}"));
+            r.payload = vec![b'x'; 10_000];
+            rows.push(r);
+        }
+        let read = f.next_read().unwrap();
+        f.admit(read, rows, 0, 0, now);
+        // 9 rows of ~10 KB held: less than a quarter of the bytes is free.
+        assert!(f.next_read().is_none());
+        f.delivered(1, &key("k1"));
+        assert!(
+            f.next_read().is_none(),
+            "one freed row does not call for a read"
+        );
+        f.delivered(2, &key("k2"));
+        assert!(f.next_read().is_some());
     }
 
     #[test]
