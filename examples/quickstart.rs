@@ -86,25 +86,27 @@ async fn main() -> Result<(), BoxError> {
         email: "ada@example.com".into(),
         password_hash: "x1".into(),
     };
-    conn.transaction(|conn| {
+    // The ids of this run's events: the topic may hold earlier runs' events too.
+    let mut ours = std::collections::HashSet::new();
+    ours.insert(conn.transaction(|conn| {
         diesel::insert_into(accounts::table)
             .values(&ada)
             .execute(conn)?;
         procon::OutboxEvent::created(&ada)
             .metadata("request_id", "req-1")
             .emit(conn)
-    })?;
+    })?);
 
     let renamed = Account {
         email: "ada@lovelace.example".into(),
         ..ada.clone()
     };
-    conn.transaction(|conn| {
+    ours.insert(conn.transaction(|conn| {
         diesel::update(accounts::table.find(1))
             .set(accounts::email.eq(&renamed.email))
             .execute(conn)?;
         renamed.emit_updated(&ada, conn)
-    })?;
+    })?);
 
     // Rolled back: neither the row nor its event exists.
     let ghost = Account {
@@ -121,29 +123,56 @@ async fn main() -> Result<(), BoxError> {
     });
     println!("rolled back a transaction that emitted account 2: {rolled_back:?}");
 
-    conn.transaction(|conn| {
+    ours.insert(conn.transaction(|conn| {
         diesel::delete(accounts::table.find(1)).execute(conn)?;
         renamed.emit_deleted(conn)
-    })?;
+    })?);
 
-    // Read the topic as any Kafka consumer would.
+    // Read the topic as any Kafka consumer would: every partition it has (a real broker may
+    // have more than the mock's 3), showing this run's events only.
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("group.id", "quickstart-reader")
         .set("enable.auto.commit", "false")
         .create()?;
-    let mut partitions = TopicPartitionList::new();
-    for partition in 0..3 {
-        partitions.add_partition_offset("accounts", partition, Offset::Beginning)?;
-    }
-    consumer.assign(&partitions)?;
-    let mut seen = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let partitions = loop {
+        // The relay's first send creates the topic on a broker that auto-creates topics.
+        let metadata = consumer.fetch_metadata(Some("accounts"), Duration::from_secs(5))?;
+        let count = metadata
+            .topics()
+            .first()
+            .filter(|topic| topic.error().is_none())
+            .map_or(0, |topic| topic.partitions().len());
+        if count > 0 || std::time::Instant::now() > deadline {
+            break count;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions as i32 {
+        assignment.add_partition_offset("accounts", partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut seen = 0;
     while seen < 3 && std::time::Instant::now() < deadline {
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
         let message = message?;
+        let event_id = message
+            .headers()
+            .and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|h| h.key == "procon-event-id")
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            })
+            .unwrap_or_default();
+        if !ours.iter().any(|id| id.to_string() == event_id) {
+            continue; // an earlier run's event
+        }
         seen += 1;
         println!(
             "\n── partition {} offset {} key {:?}",

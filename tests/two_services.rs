@@ -24,12 +24,8 @@ async fn billing_materializes_the_accounts_it_is_told_about() {
     let topic = unique_topic("two-services-accounts");
     create_topic(&brokers(), &topic, 4).await;
 
-    let mut accounts_config = services::accounts_config(&accounts_url, &brokers());
     // The derived model publishes to `accounts`; this test's accounts go to a topic of its own.
-    accounts_config
-        .relay
-        .topics
-        .insert("accounts".into(), topic.clone());
+    let accounts_config = services::accounts_config(&accounts_url, &brokers(), &topic);
     let accounts_service = procon::start(accounts_config).unwrap();
     let mut billing_config =
         services::billing_config(&billing_url, &brokers(), &unique_topic("billing"), &topic);

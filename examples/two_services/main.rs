@@ -24,12 +24,18 @@ async fn main() -> Result<(), BoxError> {
     tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .init();
+    // Each run publishes to a topic of its own, so billing (which starts from the beginning of
+    // it) never meets an earlier run's events, nor the quickstart's `accounts`.
+    let topic = format!("demo.accounts.{}", uuid::Uuid::now_v7().simple());
     let mock;
     let brokers = match std::env::var("PROCON_BROKERS") {
-        Ok(brokers) => brokers,
+        Ok(brokers) => {
+            services::create_topic(&brokers, &topic).await?;
+            brokers
+        }
         Err(_) => {
             mock = MockCluster::new(1)?;
-            mock.create_topic("accounts", 3, 1)?;
+            mock.create_topic(&topic, 3, 1)?;
             println!("no PROCON_BROKERS set: using librdkafka's in-process mock cluster");
             mock.bootstrap_servers()
         }
@@ -39,12 +45,13 @@ async fn main() -> Result<(), BoxError> {
     let accounts_url = services::prepare_schema(&base, "demo_accounts", accounts::SCHEMA)?;
     let billing_url = services::prepare_schema(&base, "demo_billing", billing::SCHEMA)?;
 
-    let accounts_service = procon::start(services::accounts_config(&accounts_url, &brokers))?;
+    let accounts_service =
+        procon::start(services::accounts_config(&accounts_url, &brokers, &topic))?;
     let billing_service = procon::start(services::billing_config(
         &billing_url,
         &brokers,
         "billing",
-        "accounts",
+        &topic,
     ))?;
 
     let mut conn = diesel::Connection::establish(&accounts_url)?;

@@ -20,11 +20,38 @@ pub fn prepare_schema(
     Ok(url)
 }
 
-/// The accounts service publishes; it runs no consumer.
-pub fn accounts_config(url: &str, brokers: &str) -> procon::Config {
+/// The accounts service publishes `accounts` to `accounts_topic`; it runs no consumer.
+pub fn accounts_config(url: &str, brokers: &str, accounts_topic: &str) -> procon::Config {
     let mut config = procon::Config::new(url, brokers).service_name("accounts");
     config.consumer.enabled = false;
     config
+        .relay
+        .topics
+        .insert("accounts".into(), accounts_topic.into());
+    config
+}
+
+/// Creates `topic` (3 partitions) on `brokers`, as an operator would before deploying.
+#[allow(dead_code)] // the example's `main` uses it; tests/two_services.rs shares this file
+pub async fn create_topic(
+    brokers: &str,
+    topic: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let options = AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(10)));
+    for result in admin
+        .create_topics(
+            &[NewTopic::new(topic, 3, TopicReplication::Fixed(1))],
+            &options,
+        )
+        .await?
+    {
+        result.map_err(|(name, code)| format!("creating topic {name}: {code}"))?;
+    }
+    Ok(())
 }
 
 /// The billing service consumes `accounts` (mapped to `accounts_topic`) as group `group`.

@@ -1,0 +1,46 @@
+//! The examples as a new user runs them: against the test broker, twice, in both orders (each
+//! reads what it wrote, whatever the topic holds from earlier runs or from the other example).
+//! `.ci/run` also runs the quickstart once on librdkafka's mock cluster.
+
+mod common;
+
+use std::process::Command;
+
+/// The example binaries cargo built next to this test binary.
+fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    profile_dir.join("examples").join(name)
+}
+
+fn run(name: &str) {
+    let output = Command::new(example(name))
+        .env("PROCON_BROKERS", common::broker::brokers())
+        .env("PROCON_DATABASE_URL", common::db::base_url())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("run example {name}: {e}"));
+    assert!(
+        output.status.success(),
+        "example {name} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn both_examples_work_on_the_test_broker_twice_in_both_orders() {
+    for name in [
+        "quickstart",
+        "two_services",
+        "quickstart",
+        "two_services",
+        "two_services",
+        "quickstart",
+    ] {
+        run(name);
+    }
+}
