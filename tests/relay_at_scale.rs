@@ -166,19 +166,26 @@ async fn a_retried_parked_event_is_published_before_the_later_events_of_its_key(
     runtime.shutdown().await.unwrap();
 }
 
-/// The Kafka publisher, but the first attempt of every event with `seq` 3 fails after a
-/// while, asynchronously, as a broker's rejection would: the later events of its key are
-/// handed over before the failure is known. `gapless` makes it fail those too (the contract of
-/// a publisher that `fails_successors`, like Kafka's with `enable.gapless.guarantee`);
-/// otherwise they go through, which is why the relay must not send them in the first place.
+/// The Kafka publisher, but the first attempt of every event with `seq` 3 fails
+/// asynchronously, as a broker's rejection would. With `gapless` (the contract of a publisher
+/// that `fails_successors`, like Kafka's with `enable.gapless.guarantee`) the failure is
+/// reported only once a later event of its key was handed over, and those later ones fail too:
+/// a failure in the middle of a key's records in flight. Without it the failure is reported at
+/// once and later records would go through, which is why the relay must not send them first.
 struct FailingPublisher {
     inner: KafkaPublisher,
     gapless: bool,
     failed_once: Mutex<std::collections::HashSet<Vec<u8>>>,
-    /// Keys whose seq-3 event failed: with `gapless`, their later records fail until the
-    /// failed one is sent again.
-    poisoned: Mutex<std::collections::HashSet<Vec<u8>>>,
+    /// Keys whose seq-3 event failed, until it is sent again; each with what the pending
+    /// failure waits for (a later record of the key handed over).
+    poisoned: Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Notify>>>,
     failures: AtomicBool,
+    /// Records handed over behind a pending failure of their key.
+    behind_failures: std::sync::atomic::AtomicUsize,
+}
+
+fn fail_async() -> Delivery {
+    Box::pin(async { Err(TransportError::Cancelled) })
 }
 
 impl Publisher for FailingPublisher {
@@ -189,20 +196,28 @@ impl Publisher for FailingPublisher {
         let key = record.key.to_vec();
         if seq == 3 && self.failed_once.lock().unwrap().insert(key.clone()) {
             self.failures.store(true, Ordering::SeqCst);
-            self.poisoned.lock().unwrap().insert(key);
-            return Ok(Box::pin(async {
-                tokio::time::sleep(Duration::from_millis(300)).await;
+            let successor_sent = Arc::new(tokio::sync::Notify::new());
+            self.poisoned
+                .lock()
+                .unwrap()
+                .insert(key, successor_sent.clone());
+            if !self.gapless {
+                return Ok(fail_async());
+            }
+            return Ok(Box::pin(async move {
+                successor_sent.notified().await;
                 Err(TransportError::Cancelled)
             }));
         }
         if seq == 3 {
             self.poisoned.lock().unwrap().remove(&key);
         }
-        if self.gapless && self.poisoned.lock().unwrap().contains(&key) {
-            return Ok(Box::pin(async {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                Err(TransportError::Cancelled)
-            }));
+        if let Some(successor_sent) = self.poisoned.lock().unwrap().get(&key) {
+            self.behind_failures.fetch_add(1, Ordering::SeqCst);
+            if self.gapless {
+                successor_sent.notify_one();
+                return Ok(fail_async());
+            }
         }
         self.inner.send(record)
     }
@@ -228,6 +243,7 @@ async fn failed_delivery_keeps_key_order(name: &str, gapless: bool) {
         failed_once: Mutex::default(),
         poisoned: Mutex::default(),
         failures: AtomicBool::new(false),
+        behind_failures: std::sync::atomic::AtomicUsize::new(0),
     });
     let runtime = procon::start_relay_with(config, publisher.clone()).unwrap();
     let mut collector = Collector::new(&brokers(), &topic, 4);
@@ -235,6 +251,18 @@ async fn failed_delivery_keeps_key_order(name: &str, gapless: bool) {
         (1..=5).all(|id| seqs_of(r, &id.to_string()).last() == Some(&10))
     });
     assert!(publisher.failures.load(Ordering::SeqCst));
+    let behind = publisher.behind_failures.load(Ordering::SeqCst);
+    if gapless {
+        assert!(
+            behind > 0,
+            "later records were in flight when the failure came"
+        );
+    } else {
+        assert_eq!(
+            behind, 0,
+            "with one record per key in flight nothing went out behind it"
+        );
+    }
     for id in 1..=5 {
         let seqs = seqs_of(received, &id.to_string());
         assert_eq!(
@@ -379,16 +407,40 @@ async fn the_relay_connects_with_tls_when_the_url_says_sslmode_require() {
 
     // verify-full checks the certificate against sslrootcert and the host name: Debian's
     // snakeoil certificate names the machine, not 127.0.0.1, so the relay must refuse it.
-    let mut config = relay_config(&db);
-    config.database_url = format!(
+    let url = format!(
         "{}&sslmode=verify-full&sslrootcert=/etc/ssl/certs/ssl-cert-snakeoil.pem",
         db.url
     );
-    let runtime = procon::start(config).expect("verify-full is a valid setting");
+    let (mut relay, log) = spawn_logged_relay(&url, "relay-verify-full");
     emit(&mut db.conn(), &topic, 2, 1..2, "never");
-    std::thread::sleep(Duration::from_millis(1500));
+    common::wait_for("the relay to refuse the certificate twice", LONG, || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        (text.matches("relay database unavailable").count() >= 2).then_some(())
+    });
+    let _ = relay.kill();
+    let _ = relay.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.to_ascii_lowercase().contains("certificate"),
+        "the error names the certificate:\n{text}"
+    );
     assert_eq!(db.outbox_len(), 1, "no plaintext or unverified fallback");
-    runtime.shutdown().await.unwrap();
+}
+
+/// `procon relay` on `url`, logging to a file of the target directory; returns the log's path.
+fn spawn_logged_relay(url: &str, name: &str) -> (std::process::Child, std::path::PathBuf) {
+    let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
+    let relay = std::process::Command::new(env!("CARGO_BIN_EXE_procon"))
+        .arg("relay")
+        .env("PROCON_DATABASE_URL", url)
+        .env("PROCON_BROKERS", brokers())
+        .env("PROCON_RELAY_POLL_INTERVAL_MS", "100")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn `procon relay`");
+    (relay, log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -402,11 +454,12 @@ async fn a_relay_started_before_its_schema_exists_waits_then_publishes() {
     let url = common::db::with_search_path(&common::db::base_url(), schema);
     let topic = unique_topic("schema-later");
     create_topic(&brokers(), &topic, 1).await;
-    let mut config = procon::Config::new(url.clone(), brokers());
-    config.consumer.enabled = false;
-    config.relay.backoff.max = Duration::from_millis(300);
-    let runtime = procon::start(config).unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    let (mut relay, log) = spawn_logged_relay(&url, "relay-schema-later");
+    common::wait_for("the relay to report the missing table", LONG, || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("does not exist in the connection's search_path")
+            .then_some(())
+    });
 
     admin
         .batch_execute(&format!("CREATE SCHEMA {schema}"))
@@ -416,7 +469,10 @@ async fn a_relay_started_before_its_schema_exists_waits_then_publishes() {
     emit(&mut conn, &topic, 1, 1..3, "late schema");
     let mut collector = Collector::new(&brokers(), &topic, 1);
     collector.at_least(2, LONG);
-    runtime.shutdown().await.unwrap();
+    let _ = relay.kill();
+    let _ = relay.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("panicked"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

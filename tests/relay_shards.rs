@@ -179,12 +179,14 @@ async fn a_killed_relays_shards_move_within_seconds_and_nothing_is_lost_or_reord
         (count_owned(&owners(&db), "relay-survivor") == 2).then_some(())
     });
 
-    // Events flow for about two seconds; the first relay is killed in the middle.
+    // Events flow for about two seconds; the first relay is killed once both relays are
+    // publishing them, in the middle of the stream.
     let (url, writer_topic) = (db.url.clone(), topic.clone());
     let writer = std::thread::spawn(move || {
         emit_rounds(&url, &writer_topic, 20, 40, Duration::from_millis(50))
     });
-    std::thread::sleep(Duration::from_millis(700));
+    let mut collector = Collector::new(&brokers(), &topic, 4);
+    collector.at_least(100, LONG);
     victim.kill().unwrap();
     let killed = Instant::now();
     victim.wait().unwrap();
@@ -197,7 +199,10 @@ async fn a_killed_relays_shards_move_within_seconds_and_nothing_is_lost_or_reord
         "the shards moved {moved_after:?} after the kill"
     );
     let expected = writer.join().unwrap();
-    let mut collector = Collector::new(&brokers(), &topic, 4);
+    assert!(
+        collector.received.len() < expected.len(),
+        "killed mid-stream"
+    );
     let received = collector.until(LONG, all_arrived(&expected)).to_vec();
     assert_complete_and_in_key_order(&received, &expected);
     survivor.kill().unwrap();

@@ -126,8 +126,12 @@ impl Relay {
                              (or `procon migrate`); the relay keeps retrying"
                         );
                     } else {
+                        // The whole chain: a TLS failure's reason (the certificate) is in a source.
+                        let error = error_chain(&error);
                         tracing::error!(
-                            %error, database, retry_in_ms = delay.as_millis() as u64,
+                            error,
+                            database,
+                            retry_in_ms = delay.as_millis() as u64,
                             "relay database unavailable; retrying"
                         );
                     }
@@ -217,6 +221,21 @@ impl Relay {
             Err(error) => SessionEnd::Failed(error),
         }
     }
+}
+
+/// `error` and each of its sources, joined by `: `.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Sleeps for `delay`; returns true if shutdown was requested meanwhile.
