@@ -178,7 +178,6 @@ impl Flight {
         rows: Vec<OutboxRow>,
         below: i64,
         horizon: i64,
-        now: Instant,
     ) -> Vec<OutboxRow> {
         self.horizon = Some(horizon);
         if let (Some(cursor), Some(since)) = (read.after, read.horizon) {
@@ -213,7 +212,10 @@ impl Flight {
                 failure: None,
                 skipped: Vec::new(),
             });
-            if state.failure.as_ref().is_some_and(|f| now < f.retry_at) {
+            // Blocked until the backoff is *released* (its rows handed back and read again
+            // from the head), not merely over: a row read after the backoff ended but before
+            // the release would overtake the key's earlier rows, which are still held back.
+            if state.failure.as_ref().is_some_and(|f| !f.released) {
                 state.skipped.push(row.id);
             } else if state.sending.len() >= self.limits.per_key || !state.waiting.is_empty() {
                 self.held_rows += 1;
@@ -532,10 +534,9 @@ mod tests {
     #[test]
     fn one_row_per_key_is_in_flight_and_the_next_follows_its_ack() {
         let mut f = Flight::new(limits());
-        let now = Instant::now();
         let read = f.next_read().unwrap();
         assert_eq!(read.after, None);
-        let send = f.admit(read, vec![row(1, "a"), row(2, "b"), row(3, "a")], 0, 0, now);
+        let send = f.admit(read, vec![row(1, "a"), row(2, "b"), row(3, "a")], 0, 0);
         assert_eq!(ids(&send), vec![1, 2]);
         assert_eq!(f.in_flight(), 2);
         assert_eq!(ids(&f.delivered(1, &key("a"))), vec![3]);
@@ -549,17 +550,13 @@ mod tests {
         let mut f = Flight::new(limits());
         let now = Instant::now();
         let read = f.next_read().unwrap();
-        f.admit(read, vec![row(1, "a"), row(2, "a"), row(3, "b")], 0, 0, now);
+        f.admit(read, vec![row(1, "a"), row(2, "a"), row(3, "b")], 0, 0);
         let after = f.failed(1, &key("a"), false, now);
         assert!(matches!(after, AfterFailure::Retry { .. }));
         assert_eq!(f.held().0, 1, "row 2 was handed back, row 3 is in flight");
         // A later row of the key read during the backoff is not sent.
         let read = f.next_read().unwrap();
-        assert!(
-            f.admit(read, vec![row(4, "a"), row(5, "c")], 3, 0, now)
-                .len()
-                == 1
-        );
+        assert!(f.admit(read, vec![row(4, "a"), row(5, "c")], 3, 0).len() == 1);
         assert!(f.delivered(3, &key("b")).is_empty());
         // After the backoff, everything of the key is read again from the head.
         let later = now + Duration::from_secs(1);
@@ -577,7 +574,6 @@ mod tests {
             ],
             0,
             0,
-            later,
         );
         assert_eq!(
             ids(&send),
@@ -591,7 +587,7 @@ mod tests {
         let mut f = Flight::new(limits());
         let now = Instant::now();
         let read = f.next_read().unwrap();
-        f.admit(read, vec![row(1, "a"), row(2, "a")], 0, 0, now);
+        f.admit(read, vec![row(1, "a"), row(2, "a")], 0, 0);
         assert!(matches!(
             f.failed(1, &key("a"), true, now),
             AfterFailure::Retry { .. }
@@ -599,7 +595,7 @@ mod tests {
         let later = now + Duration::from_secs(1);
         f.release_due(later);
         let read = f.next_read().unwrap();
-        let send = f.admit(read, vec![row(1, "a"), row(2, "a")], 0, 0, later);
+        let send = f.admit(read, vec![row(1, "a"), row(2, "a")], 0, 0);
         assert_eq!(ids(&send), vec![1]);
         assert_eq!(
             f.failed(1, &key("a"), true, later),
@@ -609,7 +605,7 @@ mod tests {
         // The database hides the key now: nothing of it is known or held.
         assert_eq!(f.held(), (0, 0));
         let read = f.next_read().unwrap();
-        assert!(f.admit(read, Vec::new(), 0, 0, later).is_empty());
+        assert!(f.admit(read, Vec::new(), 0, 0).is_empty());
     }
 
     #[test]
@@ -618,7 +614,7 @@ mod tests {
         let mut now = Instant::now();
         for _ in 0..10 {
             let read = f.next_read().unwrap();
-            let send = f.admit(read, vec![row(1, "a")], 0, 0, now);
+            let send = f.admit(read, vec![row(1, "a")], 0, 0);
             assert_eq!(ids(&send), vec![1]);
             assert!(matches!(
                 f.failed(1, &key("a"), false, now),
@@ -632,14 +628,13 @@ mod tests {
     #[test]
     fn a_row_committed_late_below_the_cursor_sends_the_read_back_to_the_head() {
         let mut f = Flight::new(limits());
-        let now = Instant::now();
         let read = f.next_read().unwrap();
-        f.admit(read, vec![row(1, "a"), row(3, "c")], 0, 0, now);
+        f.admit(read, vec![row(1, "a"), row(3, "c")], 0, 0);
         // Row 2 (key b) commits late; row 4 (key b) follows it. The database now counts 3
         // rows at or below the cursor 3, the relay knows 2.
         let read = f.next_read().unwrap();
         assert_eq!(read.after, Some(3));
-        let send = f.admit(read, vec![row(4, "b")], 3, 0, now);
+        let send = f.admit(read, vec![row(4, "b")], 3, 0);
         assert!(send.is_empty(), "row 4 must not overtake row 2");
         let read = f.next_read().unwrap();
         assert_eq!(read.after, None);
@@ -648,7 +643,6 @@ mod tests {
             vec![row(1, "a"), row(2, "b"), row(3, "c"), row(4, "b")],
             0,
             0,
-            now,
         );
         assert_eq!(
             ids(&send),
@@ -661,17 +655,16 @@ mod tests {
     #[test]
     fn only_rows_written_since_the_horizon_are_counted_below_the_cursor() {
         let mut f = Flight::new(limits());
-        let now = Instant::now();
         let read = f.next_read().unwrap();
         // Rows 1 and 2 (txids 1 and 2) are held; the read's snapshot xmin is 2.
-        f.admit(read, vec![row(1, "a"), row(2, "b")], 0, 2, now);
+        f.admit(read, vec![row(1, "a"), row(2, "b")], 0, 2);
         let read = f.next_read().unwrap();
         assert_eq!(read.horizon, Some(2));
         // The database counts one row at or below 2 with txid >= 2: row 2, known.
-        assert_eq!(ids(&f.admit(read, vec![row(3, "c")], 1, 3, now)), vec![3]);
+        assert_eq!(ids(&f.admit(read, vec![row(3, "c")], 1, 3)), vec![3]);
         // Now two rows written since txid 3 sit at or below 3: row 3 and an unknown one.
         let read = f.next_read().unwrap();
-        assert!(f.admit(read, vec![row(4, "d")], 2, 3, now).is_empty());
+        assert!(f.admit(read, vec![row(4, "d")], 2, 3).is_empty());
         assert_eq!(f.next_read().unwrap().after, None);
     }
 
@@ -682,13 +675,7 @@ mod tests {
             ..limits()
         });
         let read = f.next_read().unwrap();
-        f.admit(
-            read,
-            vec![row(1, "a"), row(2, "a"), row(3, "b")],
-            0,
-            0,
-            Instant::now(),
-        );
+        f.admit(read, vec![row(1, "a"), row(2, "a"), row(3, "b")], 0, 0);
         assert!(f.answered_too_early(&key("a"), 2));
         assert!(!f.answered_too_early(&key("a"), 1));
         assert!(!f.answered_too_early(&key("b"), 3));
@@ -699,11 +686,10 @@ mod tests {
     #[test]
     fn a_lost_shard_is_forgotten_and_other_shards_go_on() {
         let mut f = Flight::new(limits());
-        let now = Instant::now();
         let mut other = row(2, "b");
         other.shard = 1;
         let read = f.next_read().unwrap();
-        f.admit(read, vec![row(1, "a"), other, row(3, "a")], 0, 0, now);
+        f.admit(read, vec![row(1, "a"), other, row(3, "a")], 0, 0);
         f.forget_shards(&[0]);
         assert_eq!(f.held().0, 1, "only shard 1's row is held");
         assert!(
@@ -713,6 +699,24 @@ mod tests {
         assert!(!f.still_sending(&key("a"), 3));
         f.restart_from_head();
         assert_eq!(f.next_read().unwrap().after, None);
+    }
+
+    #[test]
+    fn a_row_read_after_the_backoff_ended_but_before_its_release_waits() {
+        let mut f = Flight::new(limits());
+        let now = Instant::now();
+        let read = f.next_read().unwrap();
+        f.admit(read, vec![row(1, "a"), row(2, "a")], 0, 0);
+        f.failed(1, &key("a"), false, now);
+        // The backoff (100 ms) is over, but release_due has not run yet: a later row of the
+        // key read now must not be sent ahead of rows 1 and 2.
+        let later = now + Duration::from_secs(1);
+        let read = f.next_read().unwrap();
+        assert!(f.admit(read, vec![row(3, "a")], 2, 0).is_empty());
+        assert!(f.release_due(later));
+        let read = f.next_read().unwrap();
+        let send = f.admit(read, vec![row(1, "a"), row(2, "a"), row(3, "a")], 0, 0);
+        assert_eq!(ids(&send), vec![1]);
     }
 
     #[test]
@@ -728,7 +732,6 @@ mod tests {
             vec![row(1, "a"), row(2, "a"), row(3, "a"), row(4, "b")],
             0,
             0,
-            now,
         );
         assert_eq!(ids(&send), vec![1, 2, 4]);
         assert!(matches!(
@@ -742,13 +745,7 @@ mod tests {
         let later = now + Duration::from_secs(1);
         f.release_due(later);
         let read = f.next_read().unwrap();
-        let send = f.admit(
-            read,
-            vec![row(1, "a"), row(2, "a"), row(3, "a")],
-            0,
-            0,
-            later,
-        );
+        let send = f.admit(read, vec![row(1, "a"), row(2, "a"), row(3, "a")], 0, 0);
         assert_eq!(ids(&send), vec![1, 2]);
         assert_eq!(ids(&f.delivered(1, &key("a"))), vec![3]);
     }
@@ -761,7 +758,7 @@ mod tests {
         });
         let now = Instant::now();
         let read = f.next_read().unwrap();
-        f.admit(read, vec![row(1, "a"), row(2, "a")], 0, 0, now);
+        f.admit(read, vec![row(1, "a"), row(2, "a")], 0, 0);
         f.failed(1, &key("a"), false, now);
         assert!(f.delivered(2, &key("a")).is_empty());
         assert_eq!(f.take_deletable(), vec![2]);
@@ -769,7 +766,7 @@ mod tests {
         let later = now + Duration::from_secs(1);
         f.release_due(later);
         let read = f.next_read().unwrap();
-        let send = f.admit(read, vec![row(1, "a")], 0, 0, later);
+        let send = f.admit(read, vec![row(1, "a")], 0, 0);
         assert_eq!(ids(&send), vec![1]);
     }
 
@@ -779,7 +776,6 @@ mod tests {
             max_bytes: 100_000,
             ..limits()
         });
-        let now = Instant::now();
         let mut rows = Vec::new();
         for id in 1..=9 {
             let mut r = row(id, &format!("k{id}"));
@@ -787,7 +783,7 @@ mod tests {
             rows.push(r);
         }
         let read = f.next_read().unwrap();
-        f.admit(read, rows, 0, 0, now);
+        f.admit(read, rows, 0, 0);
         // 9 rows of ~10 KB held: less than a quarter of the bytes is free.
         assert!(f.next_read().is_none());
         f.delivered(1, &key("k1"));
@@ -805,12 +801,11 @@ mod tests {
             max_bytes: 100_000,
             ..limits()
         });
-        let now = Instant::now();
         let mut big = row(1, "a");
         big.payload = vec![b'x'; 40_000];
         let read = f.next_read().unwrap();
         assert_eq!(read.max_bytes, 100_000);
-        f.admit(read, vec![big], 0, 0, now);
+        f.admit(read, vec![big], 0, 0);
         let read = f.next_read().unwrap();
         assert!(read.max_bytes < 60_000, "{read:?}");
         assert!(read.limit <= 2, "{read:?}");
@@ -822,7 +817,7 @@ mod tests {
         let mut huge = row(1, "a");
         huge.payload = vec![b'x'; 5_000];
         let read = f.next_read().unwrap();
-        f.admit(read, vec![huge], 0, 0, now);
+        f.admit(read, vec![huge], 0, 0);
         assert!(f.next_read().is_none());
         f.delivered(1, &key("a"));
         assert!(f.next_read().is_some());

@@ -246,13 +246,9 @@ impl Pump<'_> {
         let took_ms = started.elapsed().as_secs_f64() * 1000.0;
         let read_rows = fetched.rows.len();
         let full = usize::try_from(fetched.spanned).unwrap_or(0) >= read.limit;
-        let send = self.flight.admit(
-            read,
-            fetched.rows,
-            fetched.below,
-            fetched.horizon,
-            Instant::now(),
-        );
+        let send = self
+            .flight
+            .admit(read, fetched.rows, fetched.below, fetched.horizon);
         // Unless the read was sent back to the head, or stopped at the byte budget, the rows of
         // the span it did not return are not this relay's: move past them.
         let sent_back =
