@@ -27,12 +27,17 @@
 //!    `target/release/procon`) draining `BENCH_RSS_EVENTS` (default 100,000; 0 skips it) events
 //!    of 10 KB.
 //!
+//! 9. the relay on Kinesis against raw `PutRecords` (see `kinesis.rs`; `BENCH_ONLY=kinesis`
+//!    runs only it, and the full run ends with it).
+//!
 //! Latencies leave out `BENCH_WARMUP_EVENTS` (default one second's worth) sent first on both
 //! paths, so both are measured warm.
 //!
 //! Settings: `PROCON_BENCH_DATABASE_URL` (default the local `test` database),
 //! `PROCON_BENCH_BROKERS` (default 127.0.0.1:9092), `BENCH_ONLY=pipeline` (only 5. and 6.),
 //! `BENCH_ONLY=relay` (1. to 3., 7. and 8.).
+
+mod kinesis;
 
 use std::time::{Duration, Instant};
 
@@ -693,6 +698,9 @@ async fn main() -> Result<(), BoxError> {
     println!(
         "procon-bench: {events} events, {KEYS} keys, {PARTITIONS} partitions, broker {brokers}"
     );
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("kinesis") {
+        return kinesis::scenario(&url, &mut conn, &run).await;
+    }
     fill_topic(
         &url,
         &brokers,
@@ -796,7 +804,8 @@ async fn main() -> Result<(), BoxError> {
         consume_events,
         &run,
     )
-    .await
+    .await?;
+    kinesis::scenario(&url, &mut conn, &run).await
 }
 
 /// Scenarios 5 and 6: the pipeline, IO-bound and database-bound.

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Runs the benchmark binary in release mode against the local PostgreSQL and the test broker.
+# Runs the benchmark binary in release mode against the local PostgreSQL, the test broker and
+# the Kinesis emulator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/postgres.sh
 scripts/broker.sh start
+# The Kinesis emulator slows down as it holds more records: start from an empty one.
+scripts/kinesis.sh stop
+scripts/kinesis.sh start
 # The memory scenario runs the relay as its own process.
 cargo build --release --bin procon
 cargo run --release --bin procon-bench

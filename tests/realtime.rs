@@ -1,16 +1,20 @@
 //! Realtime notifications against real PostgreSQL and the real broker: published after commit
 //! only, keyed by channel, for deletes too, throttled per channel without losing the latest,
-//! and emitted by handlers inside the consumption's transaction.
+//! emitted by handlers inside the consumption's transaction, and never deleted unpublished.
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::broker::{brokers, create_topic, unique_topic, Collector, Received};
 use common::db::TestDb;
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::{Connection, PgConnection};
 use procon::prelude::*;
+use procon::runtime::transport::kafka::KafkaPublisher;
+use procon::runtime::transport::{Delivery, Publisher, Record, SendError};
 use procon::{event_handler, Change, Realtime};
 use serde::{Deserialize, Serialize};
 
@@ -297,4 +301,67 @@ async fn handler_emits_realtime_in_the_consumption_transaction() {
         Err(procon::RealtimeError::NotInTransaction { .. })
     ));
     assert_eq!(pending_notifications(&setup.db), 0);
+}
+
+/// The Kafka publisher, but a record whose key is `held` waits for the gate to open, and says
+/// when it arrived.
+struct GatedPublisher {
+    inner: KafkaPublisher,
+    held: &'static str,
+    arrived: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl Publisher for GatedPublisher {
+    fn send(&self, record: Record<'_>) -> Result<Delivery, SendError> {
+        let held = record.key == self.held.as_bytes();
+        let delivery = self.inner.send(record)?;
+        if !held {
+            return Ok(delivery);
+        }
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+        let gate = self.gate.clone();
+        Ok(Box::pin(async move {
+            let _open = gate.acquire().await;
+            delivery.await
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_notification_committed_during_a_publish_is_not_deleted_unpublished() {
+    let (setup, config) = setup("realtime_race", Duration::from_millis(10)).await;
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let publisher = Arc::new(GatedPublisher {
+        inner: KafkaPublisher::new(&config).unwrap(),
+        held: "accounts/5",
+        arrived: arrived.clone(),
+        gate: gate.clone(),
+    });
+    let runtime = procon::start_relay_with(config, publisher).unwrap();
+    let mut collector = Collector::new(&brokers(), &setup.realtime_topic, 3);
+
+    // Seq 1 draws the lower id and commits late...
+    let mut slow = setup.db.conn();
+    AnsiTransactionManager::begin_transaction(&mut slow).unwrap();
+    // (A bare notification: an outbox event would hold its key's lock until commit.)
+    Realtime::new("accounts/5")
+        .metadata("seq", 1)
+        .emit(&mut slow)
+        .unwrap();
+    // ...after the relay read seq 2 (the channel's newest then) and is publishing it.
+    emit(&mut setup.db.conn(), 5, 2, EventKind::Updated);
+    common::wait_for("the relay to publish seq 2", LONG, || {
+        (arrived.load(Ordering::SeqCst) >= 1).then_some(())
+    });
+    AnsiTransactionManager::commit_transaction(&mut slow).unwrap();
+    gate.add_permits(1_000);
+
+    // Deleting "the channel's rows up to the published id" would take seq 1 with it unseen.
+    collector.until(LONG, |r| r.iter().any(|m| seq_of(m) == 1));
+    common::wait_for("every notification to be deleted", LONG, || {
+        (pending_notifications(&setup.db) == 0).then_some(())
+    });
+    runtime.shutdown().await.unwrap();
 }

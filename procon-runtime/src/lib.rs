@@ -38,8 +38,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy, PartitionBy, RateLimit,
-    RelayConfig, UnknownEvents,
+    Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy, KinesisConfig, PartitionBy,
+    RateLimit, RelayConfig, Transport, UnknownEvents,
 };
 
 /// Why [`start`] refused to start. Nothing was started.
@@ -93,6 +93,18 @@ pub struct Runtime {
 /// error here: the tasks log it and retry with backoff until it is reachable.
 pub fn start(config: Config) -> Result<Runtime, StartError> {
     config.validate()?;
+    if config.transport == config::Transport::Kinesis
+        && config.consumer.enabled
+        && !consumer::registered_handlers().is_empty()
+    {
+        return Err(StartError::Config(config::ConfigError::Invalid {
+            name: "transport".to_owned(),
+            value: "kinesis".to_owned(),
+            reason: "the exactly-once consumer reads Kafka only so far; on Kinesis run the \
+                     relay alone (consumer.enabled = false, PROCON_CONSUMER_ENABLED=false)"
+                .to_owned(),
+        }));
+    }
     let consumer = consumer::prepare(&config, consumer::registered_handlers()).map_err(
         |error| match &error {
             consumer::ConsumerSetupError::Transport(transport) => {
@@ -108,13 +120,21 @@ pub fn start(config: Config) -> Result<Runtime, StartError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let relay = if config.relay.enabled {
         let database = relay_database_config(&config)?;
-        let producer = transport::kafka::KafkaPublisher::new(&config).map_err(|error| {
-            match transport::kafka::rejected_option(&error) {
-                Some(named) => StartError::Config(named),
-                None => StartError::Transport(error),
-            }
-        })?;
-        let relay = relay::Relay::new(config, database, Arc::new(producer));
+        let producer: Arc<dyn transport::Publisher> = match config.transport {
+            config::Transport::Kafka => Arc::new(
+                transport::kafka::KafkaPublisher::new(&config).map_err(|error| {
+                    match transport::kafka::rejected_option(&error) {
+                        Some(named) => StartError::Config(named),
+                        None => StartError::Transport(error),
+                    }
+                })?,
+            ),
+            config::Transport::Kinesis => Arc::new(
+                transport::kinesis::KinesisPublisher::new(&config)
+                    .map_err(StartError::Transport)?,
+            ),
+        };
+        let relay = relay::Relay::new(config, database, producer);
         Some(handle.spawn(relay.run(shutdown_rx)))
     } else {
         None

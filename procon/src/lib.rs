@@ -35,7 +35,8 @@ pub use procon_runtime::register_materializer;
 pub use procon_runtime::store::{migrate, MigrationError};
 pub use procon_runtime::{
     config, start, start_relay_with, Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy,
-    PartitionBy, RateLimit, RelayConfig, Runtime, RuntimeError, StartError, UnknownEvents,
+    KinesisConfig, PartitionBy, RateLimit, RelayConfig, Runtime, RuntimeError, StartError,
+    Transport, UnknownEvents,
 };
 
 /// The runtime crate, for what the facade does not re-export.

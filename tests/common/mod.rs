@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod db;
+pub mod kinesis;
 pub mod ledger;
 pub mod model;
 pub mod process;

@@ -93,11 +93,28 @@ impl Relay {
         let wake = Arc::new(Notify::new());
         let mut backoff = Backoff::new(self.config.relay.backoff);
         let database = redact(&self.config.database_url);
-        tracing::info!(database, brokers = self.config.brokers, "relay starting");
+        let transport = self.config.transport.name();
+        match self.config.transport {
+            crate::config::Transport::Kafka => {
+                tracing::info!(
+                    database,
+                    transport,
+                    brokers = self.config.brokers,
+                    "relay starting"
+                )
+            }
+            crate::config::Transport::Kinesis => tracing::info!(
+                database,
+                transport,
+                region = self.config.kinesis.region,
+                endpoint = self.config.kinesis.endpoint_url.as_deref().map(redact),
+                "relay starting"
+            ),
+        }
         let producer = self.producer.clone();
         let warm = tokio::task::spawn_blocking(move || producer.warm_up(Duration::from_secs(10)));
         if let Ok(Err(error)) = warm.await {
-            tracing::warn!(%error, "the relay could not reach the brokers yet; it keeps trying");
+            tracing::warn!(%error, "the relay could not reach {transport} yet; it keeps trying");
         }
         loop {
             if *shutdown.borrow() {

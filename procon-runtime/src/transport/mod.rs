@@ -1,5 +1,5 @@
-//! The seam between the runtime and a message transport (Kafka today; Kinesis and NATS
-//! JetStream fit the same traits).
+//! The seam between the runtime and a message transport (Kafka; Kinesis for publishing; NATS
+//! JetStream fits the same traits).
 //!
 //! Job: say what the consumer pipeline and the relay need from a transport, and nothing more.
 //! Nothing above this module names a type of a transport's client library.
@@ -18,6 +18,7 @@
 //! acknowledged in the order they were given, or fail.
 
 pub mod kafka;
+pub mod kinesis;
 
 use std::fmt;
 use std::future::Future;
@@ -214,6 +215,9 @@ pub enum TransportError {
     /// Kafka (librdkafka) failed.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// Kinesis (aws-sdk-kinesis) failed, or procon refused a record Kinesis cannot take.
+    #[error("kinesis: {0}")]
+    Kinesis(#[from] kinesis::KinesisError),
     /// The delivery was cancelled before the broker answered (the client is closing).
     #[error("the delivery was cancelled before the broker answered")]
     Cancelled,
@@ -226,6 +230,7 @@ impl TransportError {
     pub fn is_rejection(&self) -> bool {
         match self {
             TransportError::Kafka(error) => kafka::is_rejection(error),
+            TransportError::Kinesis(error) => error.is_rejection(),
             TransportError::Cancelled => false,
         }
     }

@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use crate::backoff::BackoffConfig;
 
+mod transport;
+
+pub use transport::{KinesisConfig, Transport};
+
 /// Everything the runtime needs: where the database and the brokers are, and how the relay runs.
 ///
 /// Its `Debug` output hides the database password and secret client options (`sasl.password`,
@@ -22,11 +26,15 @@ pub struct Config {
     /// PostgreSQL URL, e.g. `postgres://user@127.0.0.1:5432/app`. Its `options` parameter may
     /// set a `search_path`; the relay reads the outbox of the connection's current schema.
     pub database_url: String,
-    /// Kafka bootstrap servers, comma separated.
+    /// The transport events go over: Kafka (the default) or Kinesis.
+    pub transport: Transport,
+    /// Kafka bootstrap servers, comma separated (unused on another transport).
     pub brokers: String,
     /// librdkafka options for every client procon creates (`linger.ms`, `security.protocol`...).
     /// They override procon's defaults, except the ones the delivery guarantee depends on.
     pub kafka: BTreeMap<String, String>,
+    /// Settings of the Kinesis transport (used when `transport` is [`Transport::Kinesis`]).
+    pub kinesis: KinesisConfig,
     /// How the relay runs.
     pub relay: RelayConfig,
     /// How the consumer runs.
@@ -38,8 +46,16 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("service_name", &self.service_name)
             .field("database_url", &redact(&self.database_url))
+            .field("transport", &self.transport)
             .field("brokers", &self.brokers)
             .field("kafka", &crate::secrets::RedactedOptions(&self.kafka))
+            .field(
+                "kinesis",
+                &KinesisConfig {
+                    endpoint_url: self.kinesis.endpoint_url.as_deref().map(redact),
+                    ..self.kinesis.clone()
+                },
+            )
             .field("relay", &self.relay)
             .field(
                 "consumer",
@@ -404,10 +420,21 @@ impl Config {
         Config {
             service_name: "procon".to_owned(),
             database_url: database_url.into(),
+            transport: Transport::Kafka,
             brokers: brokers.into(),
             kafka: BTreeMap::new(),
+            kinesis: KinesisConfig::default(),
             relay: RelayConfig::default(),
             consumer: ConsumerConfig::default(),
+        }
+    }
+
+    /// A configuration publishing to Kinesis with `kinesis`'s settings, defaults for the rest.
+    pub fn new_kinesis(database_url: impl Into<String>, kinesis: KinesisConfig) -> Self {
+        Config {
+            transport: Transport::Kinesis,
+            kinesis,
+            ..Config::new(database_url, "")
         }
     }
 
@@ -421,7 +448,11 @@ impl Config {
     /// | variable | meaning |
     /// |---|---|
     /// | `PROCON_DATABASE_URL` (or `DATABASE_URL`) | PostgreSQL URL (required) |
-    /// | `PROCON_BROKERS` | Kafka bootstrap servers (required) |
+    /// | `PROCON_TRANSPORT` | `kafka` (default) or `kinesis` |
+    /// | `PROCON_BROKERS` | Kafka bootstrap servers (required on Kafka) |
+    /// | `PROCON_KINESIS_REGION` (or `AWS_REGION`) | Kinesis region, default `us-east-1` |
+    /// | `PROCON_KINESIS_ENDPOINT_URL` | Kinesis endpoint other than AWS's (an emulator) |
+    /// | `PROCON_KINESIS_MAX_REQUESTS_IN_FLIGHT` | `PutRecords` calls at once, default 8 |
     /// | `PROCON_SERVICE_NAME` | service name, default `procon` |
     /// | `PROCON_RELAY_ENABLED` | `true` / `false`, default `true` |
     /// | `PROCON_RELAY_BATCH_SIZE` | rows per round, default 5000 |
@@ -469,14 +500,21 @@ impl Config {
                 name: "PROCON_DATABASE_URL",
                 hint: "set it (or DATABASE_URL) to a PostgreSQL URL",
             })?;
-        let brokers = vars
-            .get("PROCON_BROKERS")
-            .cloned()
-            .ok_or(ConfigError::Missing {
-                name: "PROCON_BROKERS",
-                hint: "set it to the Kafka bootstrap servers, e.g. 127.0.0.1:9092",
-            })?;
+        let (transport, kinesis) = transport::from_vars(&vars)?;
+        let brokers = match (vars.get("PROCON_BROKERS"), transport) {
+            (Some(brokers), _) => brokers.clone(),
+            (None, Transport::Kafka) => {
+                return Err(ConfigError::Missing {
+                    name: "PROCON_BROKERS",
+                    hint: "set it to the Kafka bootstrap servers, e.g. 127.0.0.1:9092 \
+                           (or PROCON_TRANSPORT=kinesis)",
+                })
+            }
+            (None, _) => String::new(),
+        };
         let mut config = Config::new(database_url, brokers);
+        config.transport = transport;
+        config.kinesis = kinesis;
         if let Some(name) = vars.get("PROCON_SERVICE_NAME") {
             config.service_name = name.clone();
         }
@@ -637,12 +675,16 @@ impl Config {
 
     /// Checks what can be checked without connecting to anything.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.brokers.trim().is_empty() {
-            return Err(invalid(
-                "brokers",
-                &self.brokers,
-                "no bootstrap server given",
-            ));
+        match self.transport {
+            Transport::Kafka if self.brokers.trim().is_empty() => {
+                return Err(invalid(
+                    "brokers",
+                    &self.brokers,
+                    "no bootstrap server given",
+                ));
+            }
+            Transport::Kafka => {}
+            Transport::Kinesis => transport::validate(&self.kinesis)?,
         }
         if self.service_name.trim().is_empty() {
             return Err(invalid(

@@ -1,0 +1,134 @@
+//! Scenario 9: the relay on Kinesis against a raw `aws-sdk-kinesis` producer, in the same run
+//! against the same emulator (`PROCON_BENCH_KINESIS_ENDPOINT`, default
+//! `http://127.0.0.1:4568`): `BENCH_KINESIS_EVENTS` (default 5,000: the emulator slows down as it holds more) events over 1,000 keys
+//! on a stream of 4 shards.
+//!
+//! The baseline sends the same record bytes (procon's header line and the envelope) with the
+//! same partition keys, in `PutRecords` calls of 500 records, 8 calls at once: what the
+//! relay's publisher does, without the outbox.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
+use diesel::connection::SimpleConnection;
+use diesel::PgConnection;
+use procon::runtime::transport::kinesis::{self, record, Client};
+
+use super::{env_or, fill_outbox, outbox_len, BoxError, KEYS};
+
+fn settings() -> procon::KinesisConfig {
+    procon::KinesisConfig {
+        endpoint_url: Some(env_or(
+            "PROCON_BENCH_KINESIS_ENDPOINT",
+            "http://127.0.0.1:4568",
+        )),
+        ..procon::KinesisConfig::default()
+    }
+}
+
+async fn create_stream(client: &Client, stream: &str) -> Result<(), BoxError> {
+    client
+        .create_stream()
+        .stream_name(stream)
+        .shard_count(4)
+        .send()
+        .await?;
+    loop {
+        let summary = client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await?;
+        let status = summary
+            .stream_description_summary()
+            .map(|s| s.stream_status().clone());
+        if status == Some(StreamStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Raw `PutRecords`: `count` records of `data`, 500 per call, 8 calls at once.
+async fn raw_producer(
+    client: &Client,
+    stream: &str,
+    data: &[u8],
+    count: i64,
+) -> Result<f64, BoxError> {
+    let calls = Arc::new(tokio::sync::Semaphore::new(8));
+    let started = Instant::now();
+    let mut sent = Vec::new();
+    for chunk in 0..(count + 499) / 500 {
+        let permit = calls.clone().acquire_owned().await?;
+        let entries = (chunk * 500..((chunk + 1) * 500).min(count))
+            .map(|i| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key((i % KEYS).to_string())
+                    .data(Blob::new(data))
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let call = client
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries));
+        sent.push(tokio::spawn(async move {
+            let output = call.send().await;
+            drop(permit);
+            output.map(|o| o.failed_record_count().unwrap_or(0))
+        }));
+    }
+    for call in sent {
+        let failed = call.await??;
+        if failed > 0 {
+            return Err(format!("the emulator failed {failed} records of a call").into());
+        }
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Scenario 9; prints its lines.
+pub async fn scenario(url: &str, conn: &mut PgConnection, run: &str) -> Result<(), BoxError> {
+    let events: i64 = env_or("BENCH_KINESIS_EVENTS", "5000").parse()?;
+    let client = kinesis::client(&settings())?;
+    let (raw_stream, relay_stream) = (
+        format!("bench-kinesis-raw-{run}"),
+        format!("bench-kinesis-relay-{run}"),
+    );
+    create_stream(&client, &raw_stream).await?;
+    create_stream(&client, &relay_stream).await?;
+    conn.batch_execute("TRUNCATE procon_outbox")?;
+    let payload = fill_outbox(conn, &relay_stream, events)?;
+    let data = record::encode(
+        &[
+            ("procon-event-id", b"01930000-0000-7000-8000-000000000000"),
+            ("procon-event", b"item.created"),
+            ("procon-entity", b"item"),
+            ("content-type", b"application/json"),
+        ],
+        payload.as_bytes(),
+    )?;
+    println!(
+        "kinesis: {events} events, {KEYS} keys, 4 shards, {} B records",
+        data.len()
+    );
+    let raw = raw_producer(&client, &raw_stream, &data, events).await?;
+    println!("kinesis raw PutRecords (baseline):    {raw:>9.0} events/s");
+    let mut config = procon::Config::new_kinesis(url, settings());
+    config.consumer.enabled = false;
+    let runtime = procon::start(config)?;
+    let started = Instant::now();
+    while outbox_len(conn)? > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let relay = events as f64 / started.elapsed().as_secs_f64();
+    runtime.shutdown().await?;
+    println!(
+        "kinesis relay draining the outbox:    {relay:>9.0} events/s   ({:.2}x raw PutRecords)",
+        relay / raw
+    );
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! Kinesis behind the transport seam: everything that names an `aws-sdk-kinesis` type lives
+//! here.
+//!
+//! Job: build the SDK client from [`KinesisConfig`] (region, endpoint, credentials from the
+//! standard AWS variables, timeouts), classify Kinesis errors into rejections (the record or
+//! the request is wrong: sending it again fails again) and outages (retried without limit),
+//! carry procon's headers inside the record data ([`record`]), and implement
+//! [`super::Publisher`] ([`KinesisPublisher`]).
+//!
+//! Kinesis orders records per shard, not per `PutRecords` call: within one call the records
+//! are applied independently and some may fail while later ones succeed. The publisher is
+//! therefore a one-record-per-key transport ([`super::Publisher::fails_successors`] is false):
+//! the relay hands it a key's next record only once the previous one is acknowledged, so a
+//! failed record can never be overtaken by a later record of its key.
+
+mod publisher;
+pub mod record;
+
+pub use publisher::KinesisPublisher;
+
+use std::time::Duration;
+
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use crate::config::KinesisConfig;
+
+/// The Kinesis SDK's client, re-exported so a caller can build one of its own (other
+/// credentials) without naming the SDK crate's version.
+pub use aws_sdk_kinesis::Client;
+
+/// Error codes meaning the request or the record itself is wrong: retrying it unchanged fails
+/// again (the relay parks such a record after `relay.park_after_attempts`).
+const REJECTIONS: [&str; 10] = [
+    "ValidationException",
+    "InvalidArgumentException",
+    "ResourceNotFoundException",
+    "AccessDeniedException",
+    "KMSAccessDeniedException",
+    "KMSDisabledException",
+    "KMSInvalidStateException",
+    "KMSNotFoundException",
+    "KMSOptInRequired",
+    "UnrecognizedClientException",
+];
+
+/// A Kinesis call or record failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation}: {message}{}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+pub struct KinesisError {
+    /// The operation (`PutRecords`, `ListStreams`...), or what procon was doing.
+    pub operation: &'static str,
+    /// Kinesis's error code, when it answered with one.
+    pub code: Option<String>,
+    /// What went wrong, with the SDK's context.
+    pub message: String,
+    /// True when procon refused the record before sending it (too large, a key Kinesis
+    /// cannot take).
+    pub refused_here: bool,
+}
+
+impl KinesisError {
+    /// An error of an SDK call.
+    pub(crate) fn from_sdk<E, R>(operation: &'static str, error: &SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        KinesisError {
+            operation,
+            code: error.code().map(str::to_owned),
+            message: DisplayErrorContext(error).to_string(),
+            refused_here: false,
+        }
+    }
+
+    /// A record procon will not send, and why.
+    pub(crate) fn refused(message: impl Into<String>) -> Self {
+        KinesisError {
+            operation: "PutRecords",
+            code: None,
+            message: message.into(),
+            refused_here: true,
+        }
+    }
+
+    /// True when sending the same record again fails again.
+    pub fn is_rejection(&self) -> bool {
+        self.refused_here
+            || self
+                .code
+                .as_deref()
+                .is_some_and(|code| REJECTIONS.contains(&code))
+    }
+}
+
+/// Builds the SDK client for `config`: credentials from `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` (with neither set and an `endpoint_url`
+/// given, placeholder credentials for an emulator), TLS by rustls, a 3 s connect timeout and
+/// a 30 s limit per call (the SDK retries throttling and transient errors inside it).
+pub fn client(config: &KinesisConfig) -> Result<Client, KinesisError> {
+    let variable = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let credentials = match (
+        variable("AWS_ACCESS_KEY_ID"),
+        variable("AWS_SECRET_ACCESS_KEY"),
+        &config.endpoint_url,
+    ) {
+        (Some(key), Some(secret), _) => Credentials::new(
+            key,
+            secret,
+            variable("AWS_SESSION_TOKEN"),
+            None,
+            "environment",
+        ),
+        // An emulator checks no signature; a real endpoint answers UnrecognizedClient.
+        (None, None, Some(_)) => Credentials::new("procon", "emulator", None, None, "placeholder"),
+        _ => {
+            return Err(KinesisError {
+                operation: "connect",
+                code: None,
+                message: "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+                          build a client with aws-config and use KinesisPublisher::with_client"
+                    .to_owned(),
+                refused_here: false,
+            })
+        }
+    };
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let timeouts = aws_sdk_kinesis::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_timeout(Duration::from_secs(30))
+        .build();
+    let mut builder = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(config.region.clone()))
+        .credentials_provider(credentials)
+        .http_client(http)
+        .timeout_config(timeouts);
+    if let Some(url) = &config.endpoint_url {
+        builder = builder.endpoint_url(url);
+    }
+    Ok(Client::from_conf(builder.build()))
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs and runs the Kinesis emulator the tests and the Kinesis demo use: kinesis-local
+# (kinesis-mock, https://github.com/etspaceman/kinesis-mock) from the npm registry, on the
+# machine's Node.js. Plain HTTP on 127.0.0.1:4568 (PROCON_KINESIS_PORT), data in memory.
+# The package is pinned by version and sha256.
+#
+# usage: scripts/kinesis.sh install|start|stop|status
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DIR="$ROOT/.procon/kinesis"
+VERSION=0.6.2
+TGZ_SHA256=7f450e244b3c609b640b22ab005c9fdeaeb6e49d72403a3b6ebd9c3270b32cb5
+PORT=${PROCON_KINESIS_PORT:-4568}
+PIDFILE="$DIR/kinesis.pid"
+LOG="$DIR/kinesis.log"
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+install() {
+  if [ -f "$DIR/package/main.js" ] && [ "$(cat "$DIR/installed" 2>/dev/null)" = "$TGZ_SHA256" ]; then
+    return 0
+  fi
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || {
+    echo "kinesis.sh: Node.js and npm are needed (Debian: apt-get install nodejs npm)" >&2; exit 1
+  }
+  mkdir -p "$DIR"
+  rm -rf "$DIR/package" "$DIR"/*.tgz
+  (cd "$DIR" && npm pack --silent "kinesis-local@$VERSION" >/dev/null)
+  local tgz="$DIR/kinesis-local-$VERSION.tgz"
+  if [ "$(sha "$tgz")" != "$TGZ_SHA256" ]; then
+    echo "kinesis.sh: checksum mismatch for $tgz (expected $TGZ_SHA256)" >&2; exit 1
+  fi
+  tar xzf "$tgz" -C "$DIR"
+  echo "$TGZ_SHA256" >"$DIR/installed"
+  echo "kinesis.sh: installed kinesis-local $VERSION"
+}
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
+
+start() {
+  install
+  if listening; then
+    echo "kinesis.sh: something already listens on 127.0.0.1:$PORT"; return 0
+  fi
+  # It reads server.json (its TLS certificate) from the working directory. Streams are made
+  # at once (the default 500 ms delays slow every test) and held in memory only.
+  (cd "$DIR/package" && exec env KINESIS_MOCK_PLAIN_PORT="$PORT" \
+    KINESIS_MOCK_TLS_PORT=$((PORT - 1)) CREATE_STREAM_DURATION=0ms DELETE_STREAM_DURATION=0ms \
+    SPLIT_SHARD_DURATION=0ms MERGE_SHARDS_DURATION=0ms UPDATE_SHARD_COUNT_DURATION=0ms \
+    LOG_LEVEL=WARN nohup node main.js >"$LOG" 2>&1) &
+  echo $! >"$PIDFILE"
+  for _ in $(seq 1 300); do
+    if listening; then echo "kinesis.sh: kinesis-local listening on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"; return 0; fi
+    sleep 0.1
+  done
+  echo "kinesis.sh: kinesis-local did not start; its log:" >&2; cat "$LOG" >&2; exit 1
+}
+
+stop() {
+  if [ -f "$PIDFILE" ]; then kill "$(cat "$PIDFILE")" 2>/dev/null || true; rm -f "$PIDFILE"; fi
+  for _ in $(seq 1 50); do listening || return 0; sleep 0.1; done
+  echo "kinesis.sh: something still listens on 127.0.0.1:$PORT" >&2; exit 1
+}
+
+case "${1:-start}" in
+  install) install ;;
+  start) start ;;
+  stop) stop ;;
+  status) if listening; then echo "listening on 127.0.0.1:$PORT"; else echo "not running"; exit 1; fi ;;
+  *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+esac
