@@ -91,6 +91,58 @@ async fn committed_event_reaches_broker_with_headers_and_envelope() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_published_envelope_is_byte_for_byte_the_documented_form() {
+    common::init_logs();
+    let db = TestDb::new("envelope_bytes");
+    let topic = unique_topic("envelope-bytes");
+    create_topic(&brokers(), &topic, 1).await;
+    let runtime = procon::start(common::runtime_config(&db, &brokers())).unwrap();
+    let mut conn = db.conn();
+    let (before, after) = (
+        account(3),
+        Account {
+            seq: 2,
+            ..account(3)
+        },
+    );
+    conn.transaction(|conn| {
+        OutboxEvent::updated(
+            &Routed {
+                topic: topic.clone(),
+                account: before,
+            },
+            &Routed {
+                topic: topic.clone(),
+                account: after.clone(),
+            },
+        )
+        .metadata("request_id", "r-1")
+        .emit(conn)
+    })
+    .unwrap();
+    let mut collector = Collector::new(&brokers(), &topic, 1);
+    let received = collector.at_least(1, Duration::from_secs(30))[0].clone();
+    let text = String::from_utf8(received.raw_payload.clone()).unwrap();
+
+    // docs/ENVELOPE.md: fields in this order, `occurred_at` with six fractional digits.
+    let envelope: procon::Envelope<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let expected = format!(
+        "{{\"schema_version\":1,\"event_id\":\"{id}\",\"event\":\"account.updated\",\
+         \"entity\":\"account\",\"kind\":\"updated\",\"key\":\"3\",\"occurred_at\":\"{at}\",\
+         \"before\":{{\"id\":3,\"owner_name\":\"{owner}\",\"seq\":1}},\
+         \"after\":{{\"id\":3,\"owner_name\":\"{owner}\",\"seq\":2}},\
+         \"metadata\":{{\"request_id\":\"r-1\"}}}}",
+        id = envelope.event_id,
+        at = envelope
+            .occurred_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        owner = after.owner,
+    );
+    assert_eq!(text, expected);
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rolled_back_transaction_leaves_no_event() {
     common::init_logs();
     let db = TestDb::new("rolled_back");

@@ -18,8 +18,9 @@
 //! }
 //! ```
 //!
-//! Container attributes: `topic = "..."` (required), `entity = "..."` (default: the struct
-//! name in snake_case) and `key = field` (default: the field `id`). Field attributes: `skip`
+//! Container attributes: `topic = "..."` (required; the model also declares it to the relay,
+//! see `relay.undeclared_topics`), `entity = "..."` (default: the struct name in snake_case)
+//! and `key = field` (default: the field `id`). Field attributes: `skip`
 //! (left out of the payload) and `rename = "..."` (the field's name in the payload).
 //!
 //! The examples are not doctests (the facade is not a dependency of this crate); the UI tests

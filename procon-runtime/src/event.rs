@@ -28,6 +28,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The entity of the error events the consumer's `error_event` failure policy writes.
+pub const ERROR_ENTITY: &str = "event.error";
+
 /// The envelope version written by this release.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -78,7 +81,9 @@ pub struct Envelope<T = serde_json::Value> {
     pub kind: EventKind,
     /// The Kafka key the event was published with.
     pub key: String,
-    /// When the event was emitted (inside the producing transaction).
+    /// When the event was emitted (inside the producing transaction). Written with exactly six
+    /// fractional digits (`2026-11-23T10:59:12.123456Z`), PostgreSQL's precision.
+    #[serde(serialize_with = "serialize_micros")]
     pub occurred_at: DateTime<Utc>,
     /// The entity before the change; `None` for `created`.
     pub before: Option<T>,
@@ -91,6 +96,15 @@ pub struct Envelope<T = serde_json::Value> {
     /// emitter was traced with OpenTelemetry. Also sent as the `traceparent` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+}
+
+/// Writes `at` as RFC 3339 in UTC with exactly six fractional digits, the form
+/// docs/ENVELOPE.md documents (chrono's default drops or adds digits as the value needs).
+pub(crate) fn serialize_micros<S: serde::Serializer>(
+    at: &DateTime<Utc>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
 }
 
 /// Names of the Kafka headers the relay sets on every event.

@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{
     Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy, KinesisConfig, PartitionBy,
-    RateLimit, RelayConfig, Transport, UnknownEvents,
+    RateLimit, RelayConfig, Transport, UndeclaredTopics, UnknownEvents,
 };
 
 /// Why [`start`] refused to start. Nothing was started.
@@ -119,6 +119,7 @@ pub fn start(config: Config) -> Result<Runtime, StartError> {
     let handle = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoTokioRuntime)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let relay = if config.relay.enabled {
+        relay::check_declarations(&config.relay)?;
         let database = relay_database_config(&config)?;
         let producer: Arc<dyn transport::Publisher> = match config.transport {
             config::Transport::Kafka => Arc::new(
@@ -163,6 +164,7 @@ pub fn start_relay_with(
     publisher: Arc<dyn transport::Publisher>,
 ) -> Result<Runtime, StartError> {
     config.validate()?;
+    relay::check_declarations(&config.relay)?;
     let handle = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoTokioRuntime)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let database = relay_database_config(&config)?;

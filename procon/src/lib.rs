@@ -22,6 +22,7 @@ pub use procon_runtime::consumer::{
 pub use procon_runtime::consumer::{
     BatchHandler, Coordinates, Event, EventHandler, HandlerContext, HandlerError,
 };
+pub use procon_runtime::declare_topic;
 pub use procon_runtime::event::{self, Envelope, EventKind, Metadata};
 pub use procon_runtime::materialize::{Materialize, MaterializeError, MaterializeHooks, Outcome};
 pub use procon_runtime::outbox::parked::{drop_parked, parked_rows, retry_parked, ParkedRow};
@@ -36,7 +37,7 @@ pub use procon_runtime::store::{migrate, MigrationError};
 pub use procon_runtime::{
     config, start, start_relay_with, Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy,
     KinesisConfig, PartitionBy, RateLimit, RelayConfig, Runtime, RuntimeError, StartError,
-    Transport, UnknownEvents,
+    Transport, UndeclaredTopics, UnknownEvents,
 };
 
 /// The runtime crate, for what the facade does not re-export.
@@ -66,6 +67,7 @@ pub mod __private {
     pub use procon_runtime::materialize::{
         Image, Materialize, MaterializeError, MaterializeHooks, OnCreated, OnDeleted, OnUpdated,
     };
+    pub use procon_runtime::outbox::declared::DeclaredTopic;
     pub use procon_runtime::outbox::Outbox;
     pub use procon_runtime::realtime::{Change, Realtime};
     pub use serde::ser::{SerializeStruct, Serializer};

@@ -61,6 +61,8 @@ pub struct Received {
     /// The key's bytes as sent.
     pub raw_key: Vec<u8>,
     pub payload: serde_json::Value,
+    /// The payload's bytes as published.
+    pub raw_payload: Vec<u8>,
     pub headers: BTreeMap<String, String>,
     /// The message's timestamp (CreateTime: when the producer sent it), in ms.
     pub timestamp_ms: Option<i64>,
@@ -180,6 +182,7 @@ impl Collector {
                     .unwrap_or_default(),
                 raw_key: message.key().map(<[u8]>::to_vec).unwrap_or_default(),
                 payload: payload.unwrap_or(serde_json::Value::Null),
+                raw_payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                 headers,
                 timestamp_ms: message.timestamp().to_millis(),
             });

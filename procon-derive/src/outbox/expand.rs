@@ -83,6 +83,11 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
 
                 #realtime
             }
+
+            // The relay knows the topic as declared (see `relay.undeclared_topics`).
+            ::procon::__private::inventory::submit! {
+                ::procon::__private::DeclaredTopic::new(#topic)
+            }
         };
     }
 }

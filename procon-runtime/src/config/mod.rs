@@ -339,6 +339,24 @@ pub struct RelayConfig {
     /// How long a relay's lease on a shard lasts without renewal (renewed every third of it):
     /// a dead relay's shards move after at most this. Default 6 s.
     pub lease_ttl: Duration,
+    /// What the relay does with an event whose topic the program never declared (no
+    /// `#[derive(Outbox)]` model, `declare_topic!` or `relay.topics` entry names it). Default
+    /// [`UndeclaredTopics::Warn`].
+    pub undeclared_topics: UndeclaredTopics,
+}
+
+/// What the relay does with an event published to a topic nothing declared (see
+/// [`crate::outbox::declared`]). Dead letters and error events of the consumer's failure
+/// policies are never checked. When the program declares no topic at all (a standalone
+/// `procon relay` without `--topic`), there is nothing to check against and every topic goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UndeclaredTopics {
+    /// Publish it, and log a warning once per topic. The default.
+    #[default]
+    Warn,
+    /// Do not publish it: it is refused like an event the broker rejects, so it is parked
+    /// (with the reason) after `park_after_attempts` and its key's later events wait.
+    Refuse,
 }
 
 /// The default realtime topic.
@@ -367,6 +385,7 @@ impl Default for RelayConfig {
             max_in_flight_per_key: 256,
             shards: 1,
             lease_ttl: Duration::from_secs(6),
+            undeclared_topics: UndeclaredTopics::Warn,
         }
     }
 }
@@ -466,6 +485,7 @@ impl Config {
     /// | `PROCON_RELAY_TOPICS` | topic map of the relay, `accounts=prod.accounts,orders=prod.orders` |
     /// | `PROCON_RELAY_SHARDS` | shards several relays share, default 1 |
     /// | `PROCON_RELAY_LEASE_TTL_MS` | a relay's lease on a shard, default 6000 |
+    /// | `PROCON_RELAY_UNDECLARED_TOPICS` | `warn` (default) or `refuse` events of undeclared topics |
     /// | `PROCON_CONSUMER_TOPICS` | topic map of the consumer, same form |
     /// | `PROCON_CONSUMER_ENABLED` | `true` / `false`, default `true` |
     /// | `PROCON_CONSUMER_UNKNOWN_EVENTS` | `ignore` (default) or `stop` |
@@ -527,6 +547,19 @@ impl Config {
         }
         if let Some(v) = vars.get("PROCON_RELAY_LEASE_TTL_MS") {
             relay.lease_ttl = Duration::from_millis(parse("PROCON_RELAY_LEASE_TTL_MS", v)?);
+        }
+        if let Some(v) = vars.get("PROCON_RELAY_UNDECLARED_TOPICS") {
+            relay.undeclared_topics = match v.trim() {
+                "warn" => UndeclaredTopics::Warn,
+                "refuse" => UndeclaredTopics::Refuse,
+                _ => {
+                    return Err(invalid(
+                        "PROCON_RELAY_UNDECLARED_TOPICS",
+                        v,
+                        "expected `warn` or `refuse`",
+                    ))
+                }
+            };
         }
         if let Some(v) = vars.get("PROCON_RELAY_TOPICS") {
             relay.topics = parse_topic_map("PROCON_RELAY_TOPICS", v)?;

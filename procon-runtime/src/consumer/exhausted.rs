@@ -228,7 +228,7 @@ fn write_error_event(
         schema_version: SCHEMA_VERSION,
         event_id,
         event: event.clone(),
-        entity: "event.error".to_owned(),
+        entity: crate::event::ERROR_ENTITY.to_owned(),
         kind: EventKind::Created,
         key: key.clone(),
         occurred_at: Utc::now(),
@@ -256,7 +256,7 @@ fn write_error_event(
             key: &key,
             raw_key: None,
             event_name: &event,
-            entity: "event.error",
+            entity: crate::event::ERROR_ENTITY,
             payload: &payload,
             raw_payload: None,
             headers: None,
@@ -297,7 +297,7 @@ fn insert_row(conn: &mut PgConnection, row: Row<'_>) -> diesel::QueryResult<()> 
     diesel::sql_query(concat!(
         "INSERT INTO procon_outbox (event_id, topic, message_key, event_name, entity, payload, \
            raw_payload, headers, traceparent, raw_key) \
-         SELECT $1, $2, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9, $10 \
+         SELECT $1, $2, $3, $4, $5, $6::json, $7, $8::jsonb, $9, $10 \
          FROM (SELECT ",
         crate::outbox::wake_relay_sql!(),
         ") AS wake"

@@ -28,7 +28,7 @@ const INSERT_EVENTS: &str = concat!(
     super::wake_relay_sql!(),
     ") \
      INSERT INTO procon_outbox (event_id, topic, message_key, event_name, entity, payload, traceparent) \
-     SELECT e.event_id, e.topic, e.message_key, e.event_name, e.entity, e.payload::jsonb, e.traceparent \
+     SELECT e.event_id, e.topic, e.message_key, e.event_name, e.entity, e.payload::json, e.traceparent \
      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
           WITH ORDINALITY AS e(event_id, topic, message_key, event_name, entity, payload, traceparent, n), \
           locks, wake \

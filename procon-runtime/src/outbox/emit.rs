@@ -20,7 +20,7 @@ pub const NOTIFY_CHANNEL: &str = "procon_outbox";
 /// - queues the relay's wake-up, which PostgreSQL delivers only if the transaction commits.
 const INSERT_EVENT: &str = concat!(
     "INSERT INTO procon_outbox (event_id, topic, message_key, event_name, entity, payload, traceparent) \
-     SELECT $1, $2, $3, $4, $5, $6::jsonb, $7 \
+     SELECT $1, $2, $3, $4, $5, $6::json, $7 \
      FROM (SELECT pg_advisory_xact_lock(hashtextextended($2 || '\u{1f}' || $3, 0)), ",
     super::wake_relay_sql!(),
     ") AS procon_guard"
@@ -281,6 +281,7 @@ struct EnvelopeRef<'a, T: Outbox> {
     entity: &'a str,
     kind: EventKind,
     key: &'a str,
+    #[serde(serialize_with = "crate::event::serialize_micros")]
     occurred_at: chrono::DateTime<Utc>,
     before: Option<Payload<'a, T>>,
     after: Option<Payload<'a, T>>,

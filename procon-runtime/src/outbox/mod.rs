@@ -34,10 +34,12 @@ macro_rules! wake_realtime_sql {
 pub(crate) use wake_realtime_sql;
 
 mod batch;
+pub mod declared;
 mod emit;
 mod model;
 pub mod parked;
 
 pub use batch::{emit_all, OutboxBatch};
+pub use declared::declared_topics;
 pub use emit::{EmitError, OutboxEvent, OutboxExt, NOTIFY_CHANNEL};
 pub use model::Outbox;

@@ -41,6 +41,7 @@ mod realtime;
 mod rounds;
 mod source;
 mod tls;
+mod topics;
 
 pub(crate) use tls::{relay_connection, Tls};
 
@@ -265,4 +266,26 @@ async fn sleep_or_shutdown(
         _ = shutdown.changed() => {}
     }
     *shutdown.borrow()
+}
+
+/// Refuses `relay.undeclared_topics = refuse` in a program that declares no topic at all: it
+/// would have nothing to check against (a standalone `procon relay` declares through
+/// `--topic`).
+pub(crate) fn check_declarations(
+    config: &crate::config::RelayConfig,
+) -> Result<(), crate::config::ConfigError> {
+    let check = topics::TopicCheck::new(config, crate::outbox::declared_topics());
+    if config.undeclared_topics == crate::config::UndeclaredTopics::Refuse
+        && check.declares_nothing()
+    {
+        return Err(crate::config::ConfigError::Invalid {
+            name: "relay.undeclared_topics".to_owned(),
+            value: "refuse".to_owned(),
+            reason: "no topic is declared in this program (no #[derive(Outbox)] model with a \
+                     fixed topic, declare_topic! or relay.topics entry): declare the topics, or \
+                     use `warn`"
+                .to_owned(),
+        });
+    }
+    Ok(())
 }

@@ -28,6 +28,7 @@ use super::flight::{AfterFailure, Flight, KeyId, Limits};
 use super::lease::Leases;
 use super::publisher::send_row;
 use super::source::{OutboxRow, OutboxSource, Shards, SourceError};
+use super::topics::{TopicCheck, Verdict};
 use crate::config::RelayConfig;
 use crate::transport::{Publisher, SendError, TransportError};
 
@@ -101,6 +102,7 @@ pub(crate) async fn run(
         early: BTreeMap::new(),
         last_errors: HashMap::new(),
         last_delete: Instant::now(),
+        topics: TopicCheck::new(config, crate::outbox::declared_topics()),
     };
     // Read when there may be something new: at start, on a notification or a poll tick, after
     // a full read, when a backoff ended or budget freed up. An acknowledgement alone does not
@@ -221,6 +223,7 @@ struct Pump<'a> {
     /// The last error logged per row, so a row retried with the same error is logged once.
     last_errors: HashMap<i64, String>,
     last_delete: Instant,
+    topics: TopicCheck,
 }
 
 impl Pump<'_> {
@@ -289,7 +292,21 @@ impl Pump<'_> {
             // next turn drops the shard; its next owner publishes the row.
             return Ok(());
         }
+        let verdict = self.topics.check(&row.topic, &row.entity);
+        if verdict == Verdict::PublishAndWarn {
+            tracing::warn!(
+                topic = row.topic,
+                physical_topic = self.config.physical_topic(&row.topic),
+                "publishing to a topic no #[derive(Outbox)] model, declare_topic! or relay.topics \
+                 entry declares (a mistyped topic becomes a new one on brokers that create \
+                 topics on demand); declare it, or set PROCON_RELAY_UNDECLARED_TOPICS=refuse to \
+                 hold such events back"
+            );
+        }
         let delivery = loop {
+            if verdict == Verdict::Refuse {
+                break Err(TransportError::UndeclaredTopic(row.topic.clone()));
+            }
             match send_row(self.producer, self.config, &row) {
                 Ok(delivery) => break Ok(delivery),
                 // Bounded by the relay's budgets; librdkafka's queue drains in milliseconds.

@@ -218,6 +218,13 @@ pub enum TransportError {
     /// Kinesis (aws-sdk-kinesis) failed, or procon refused a record Kinesis cannot take.
     #[error("kinesis: {0}")]
     Kinesis(#[from] kinesis::KinesisError),
+    /// The event's topic is declared nowhere and `relay.undeclared_topics` is `refuse`.
+    #[error(
+        "topic `{0}` is not declared: no #[derive(Outbox)] model, declare_topic! or relay.topics \
+         entry names it, and relay.undeclared_topics is `refuse` \
+         (PROCON_RELAY_UNDECLARED_TOPICS)"
+    )]
+    UndeclaredTopic(String),
     /// The delivery was cancelled before the broker answered (the client is closing).
     #[error("the delivery was cancelled before the broker answered")]
     Cancelled,
@@ -231,6 +238,7 @@ impl TransportError {
         match self {
             TransportError::Kafka(error) => kafka::is_rejection(error),
             TransportError::Kinesis(error) => error.is_rejection(),
+            TransportError::UndeclaredTopic(_) => true,
             TransportError::Cancelled => false,
         }
     }
