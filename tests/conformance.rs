@@ -1,0 +1,268 @@
+//! The same relay scenarios on every transport (Kafka on the test broker, Kinesis on the
+//! emulator), so a guarantee the README states holds on each: events of a key arrive in order
+//! with their event id; a relay killed with SIGKILL mid-drain and restarted loses nothing and
+//! never reorders a key (a restart republishes a suffix: duplicates, recognised by event id);
+//! an event the transport rejects is parked while other keys flow.
+//!
+//! The consumer side joins this suite when the Kinesis consumer exists (issue 12).
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use common::broker::{brokers, create_topic, unique_topic, Collector};
+use common::db::TestDb;
+use common::kinesis;
+use common::model::{Account, Routed};
+use diesel::{Connection, PgConnection};
+use procon::prelude::*;
+use procon::runtime::transport::kinesis::record;
+
+const LONG: Duration = Duration::from_secs(90);
+
+/// A transport under test.
+#[derive(Debug, Clone, Copy)]
+enum Bus {
+    Kafka,
+    Kinesis,
+}
+
+/// One published event as a reader sees it.
+#[derive(Debug, Clone)]
+struct Published {
+    key: String,
+    event_id: String,
+    seq: i64,
+}
+
+impl Bus {
+    /// A topic (stream) of the test's own, with 2 partitions (shards).
+    async fn create(self, prefix: &str) -> String {
+        let name = unique_topic(prefix);
+        match self {
+            Bus::Kafka => create_topic(&brokers(), &name, 2).await,
+            Bus::Kinesis => kinesis::create_stream(&kinesis::client(), &name, 2).await,
+        }
+        name
+    }
+
+    /// The relay's settings for this transport.
+    fn config(self, db: &TestDb) -> procon::Config {
+        let mut config = common::runtime_config(db, &brokers());
+        if let Bus::Kinesis = self {
+            config.transport = procon::Transport::Kinesis;
+            config.kinesis = kinesis::settings();
+        }
+        config.relay.park_after_attempts = 2;
+        config.relay.backoff.initial = Duration::from_millis(50);
+        config.relay.backoff.max = Duration::from_millis(200);
+        config
+    }
+
+    /// `procon relay` as its own process on this transport.
+    fn spawn_relay(self, db: &TestDb, name: &str) -> std::process::Child {
+        let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_procon"));
+        command
+            .arg("relay")
+            .env("PROCON_DATABASE_URL", &db.url)
+            .env("PROCON_RELAY_BATCH_SIZE", "100")
+            .env("PROCON_RELAY_POLL_INTERVAL_MS", "200")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap());
+        match self {
+            Bus::Kafka => command.env("PROCON_BROKERS", brokers()),
+            Bus::Kinesis => command
+                .env("PROCON_TRANSPORT", "kinesis")
+                .env("PROCON_KINESIS_ENDPOINT_URL", kinesis::endpoint()),
+        };
+        command.spawn().expect("spawn `procon relay`")
+    }
+
+    /// Everything `topic` holds once it holds at least `n` distinct events (a restarted
+    /// relay publishes some twice).
+    async fn read(self, topic: &str, n: usize) -> Vec<Published> {
+        let distinct = |ids: &mut dyn Iterator<Item = &str>| ids.collect::<HashSet<_>>().len();
+        match self {
+            Bus::Kafka => Collector::new(&brokers(), topic, 2)
+                .until(LONG, |r| distinct(&mut r.iter().map(|m| m.event_id())) >= n)
+                .iter()
+                .map(|m| Published {
+                    key: m.key.clone(),
+                    event_id: m.event_id().to_owned(),
+                    seq: m.payload["after"]["seq"].as_i64().unwrap(),
+                })
+                .collect(),
+            Bus::Kinesis => {
+                let decode = |r: &kinesis::Read| {
+                    let decoded = record::decode(&r.data).expect("a procon record");
+                    let envelope: serde_json::Value =
+                        serde_json::from_slice(decoded.payload).unwrap();
+                    let event_id = decoded
+                        .headers
+                        .iter()
+                        .find(|(name, _)| name == "procon-event-id")
+                        .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+                        .unwrap_or_default();
+                    Published {
+                        key: r.key.clone(),
+                        event_id,
+                        seq: envelope["after"]["seq"].as_i64().unwrap(),
+                    }
+                };
+                let read = kinesis::read_until(&kinesis::client(), topic, LONG, |r| {
+                    let events: Vec<Published> = r.iter().map(decode).collect();
+                    distinct(&mut events.iter().map(|e| e.event_id.as_str())) >= n
+                })
+                .await;
+                read.iter().map(decode).collect()
+            }
+        }
+    }
+}
+
+/// Emits, in one transaction, `seqs` events of account `id` on `topic` (owner `owner`).
+fn emit(conn: &mut PgConnection, topic: &str, id: i64, seqs: std::ops::Range<i64>, owner: &str) {
+    conn.transaction(|conn| {
+        for seq in seqs {
+            Routed {
+                topic: topic.to_owned(),
+                account: Account {
+                    id,
+                    owner: owner.to_owned(),
+                    seq,
+                    secret: String::new(),
+                },
+            }
+            .emit_created(conn)?;
+        }
+        Ok::<_, procon::EmitError>(())
+    })
+    .unwrap();
+}
+
+/// Per key, the sequence numbers as delivered.
+fn by_key(published: &[Published]) -> BTreeMap<String, Vec<i64>> {
+    let mut keys: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for event in published {
+        keys.entry(event.key.clone()).or_default().push(event.seq);
+    }
+    keys
+}
+
+async fn events_of_a_key_arrive_in_order_with_their_event_id(bus: Bus) {
+    common::init_logs();
+    let db = TestDb::new(&format!("conf_order_{bus:?}").to_lowercase());
+    let topic = bus.create("conf-order").await;
+    let mut conn = db.conn();
+    for id in 1..=10 {
+        emit(&mut conn, &topic, id, 1..21, "owner");
+    }
+    let runtime = procon::start(bus.config(&db)).unwrap();
+    let published = bus.read(&topic, 200).await;
+    assert_eq!(published.len(), 200, "each event once");
+    let ids: HashSet<&str> = published.iter().map(|p| p.event_id.as_str()).collect();
+    assert_eq!(ids.len(), 200, "every event carries its own id");
+    for (key, seqs) in by_key(&published) {
+        assert_eq!(seqs, (1..21).collect::<Vec<_>>(), "key {key}");
+    }
+    runtime.shutdown().await.unwrap();
+}
+
+async fn a_relay_killed_mid_drain_loses_nothing_and_keeps_key_order(bus: Bus) {
+    common::init_logs();
+    let db = TestDb::new(&format!("conf_kill_{bus:?}").to_lowercase());
+    let topic = bus.create("conf-kill").await;
+    let mut conn = db.conn();
+    for id in 1..=20 {
+        emit(&mut conn, &topic, id, 1..51, "owner");
+    }
+    let name = format!("conformance-kill-{bus:?}");
+    let mut relay = bus.spawn_relay(&db, &name);
+    common::wait_for("the relay to publish some events", LONG, || {
+        (db.outbox_len() <= 900).then_some(())
+    });
+    relay.kill().unwrap(); // SIGKILL
+    relay.wait().unwrap();
+    let mut relay = bus.spawn_relay(&db, &format!("{name}-again"));
+    common::wait_for("the restarted relay to drain the outbox", LONG, || {
+        (db.outbox_len() == 0).then_some(())
+    });
+    let _ = relay.kill();
+    let _ = relay.wait();
+
+    let published = bus.read(&topic, 1000).await;
+    let ids: HashSet<&str> = published.iter().map(|p| p.event_id.as_str()).collect();
+    assert_eq!(ids.len(), 1000, "every event published at least once");
+    for (key, seqs) in by_key(&published) {
+        // A restart republishes what was not deleted: a key may repeat a suffix, never skip
+        // ahead of an event it has not delivered yet.
+        let mut highest = 0;
+        for seq in &seqs {
+            assert!(*seq <= highest + 1, "key {key} skipped ahead: {seqs:?}");
+            highest = highest.max(*seq);
+        }
+        assert_eq!(highest, 50, "key {key}");
+    }
+}
+
+async fn a_rejected_event_is_parked_while_other_keys_flow(bus: Bus) {
+    common::init_logs();
+    let db = TestDb::new(&format!("conf_parked_{bus:?}").to_lowercase());
+    let topic = bus.create("conf-parked").await;
+    let mut conn = db.conn();
+    // Over the limit of both: librdkafka's 1 MB message size, Kinesis's 1 MiB record.
+    emit(&mut conn, &topic, 1, 1..2, &"x".repeat(1_100_000));
+    emit(&mut conn, &topic, 1, 2..4, "small");
+    for id in 2..5 {
+        emit(&mut conn, &topic, id, 1..4, "small");
+    }
+    let runtime = procon::start(bus.config(&db)).unwrap();
+    let published = bus.read(&topic, 9).await;
+    let parked = common::wait_for("the oversized event to be parked", LONG, || {
+        let rows = procon::parked_rows(&mut conn).unwrap();
+        (rows.len() == 1).then_some(rows)
+    });
+    assert_eq!((parked[0].key.as_str(), parked[0].waiting_behind), ("1", 2));
+    let keys = by_key(&published);
+    assert!(
+        !keys.contains_key("1"),
+        "key 1 waits behind its parked event"
+    );
+    for id in 2..5 {
+        assert_eq!(keys[&id.to_string()], vec![1, 2, 3]);
+    }
+    procon::drop_parked(&mut conn, parked[0].id).unwrap();
+    let published = bus.read(&topic, 11).await;
+    assert_eq!(by_key(&published)["1"], vec![2, 3]);
+    runtime.shutdown().await.unwrap();
+}
+
+macro_rules! on_every_transport {
+    ($($scenario:ident),* $(,)?) => {
+        mod on_kafka {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $scenario() {
+                    super::$scenario(super::Bus::Kafka).await;
+                }
+            )*
+        }
+        mod on_kinesis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $scenario() {
+                    super::$scenario(super::Bus::Kinesis).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_transport!(
+    events_of_a_key_arrive_in_order_with_their_event_id,
+    a_relay_killed_mid_drain_loses_nothing_and_keeps_key_order,
+    a_rejected_event_is_parked_while_other_keys_flow,
+);
