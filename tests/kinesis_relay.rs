@@ -1,8 +1,9 @@
 //! The relay on Kinesis, against real PostgreSQL and the Kinesis emulator: outbox events
 //! reach their stream in order per key with procon's headers in the record, a record that
 //! fails inside a `PutRecords` call never lets a later event of its key through, a record
-//! Kinesis cannot take is parked while other keys flow, and a configuration that cannot work
-//! on Kinesis is refused with a reason.
+//! Kinesis cannot take is parked while other keys flow, an unreachable Kinesis delays events
+//! without parking, losing or reordering any, and a configuration that cannot work on Kinesis
+//! is refused with a reason.
 
 mod common;
 
@@ -249,4 +250,78 @@ async fn a_consumer_on_kinesis_is_refused_with_a_reason_not_started() {
         error.to_string().contains("kinesis.endpoint_url"),
         "{error}"
     );
+}
+
+/// The Kinesis publisher, counting the deliveries that failed and those that were rejections.
+struct Counting {
+    inner: KinesisPublisher,
+    failed: Arc<AtomicUsize>,
+    rejected: Arc<AtomicUsize>,
+}
+
+impl Publisher for Counting {
+    fn send(&self, record: Record<'_>) -> Result<Delivery, SendError> {
+        let delivery = self.inner.send(record)?;
+        let (failed, rejected) = (self.failed.clone(), self.rejected.clone());
+        Ok(Box::pin(async move {
+            let result = delivery.await;
+            if let Err(error) = &result {
+                failed.fetch_add(1, Ordering::SeqCst);
+                if error.is_rejection() {
+                    rejected.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            result
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn while_kinesis_is_unreachable_events_wait_unparked_then_flow_in_order() {
+    common::init_logs();
+    let db = TestDb::new("kinesis_relay_outage");
+    let client = kinesis::client();
+    let stream = kinesis::unique_stream("kin-outage");
+    kinesis::create_stream(&client, &stream, 2).await;
+    let upstream: std::net::SocketAddr = kinesis::endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], common::proxy::free_port()));
+    let mut proxy = common::proxy::Proxy::start(listen, upstream).await;
+    proxy.cut().await;
+
+    let mut config = kinesis_config(&db);
+    config.kinesis.endpoint_url = Some(format!("http://{listen}"));
+    let (failed, rejected) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let publisher = Arc::new(Counting {
+        inner: KinesisPublisher::new(&config).unwrap(),
+        failed: failed.clone(),
+        rejected: rejected.clone(),
+    });
+    let runtime = procon::start_relay_with(config, publisher).unwrap();
+    let mut conn = db.conn();
+    for id in 1..=2 {
+        emit(&mut conn, &stream, id, 1..6, "owner");
+    }
+    // More failed attempts than `park_after_attempts` (2): an outage is never a rejection.
+    common::wait_for("deliveries to fail while Kinesis is away", LONG, || {
+        (failed.load(Ordering::SeqCst) >= 6).then_some(())
+    });
+    assert_eq!(rejected.load(Ordering::SeqCst), 0);
+    assert_eq!(db.outbox_len(), 10, "nothing deleted while undelivered");
+    assert!(
+        procon::parked_rows(&mut conn).unwrap().is_empty(),
+        "nothing parked"
+    );
+
+    proxy.restore().await;
+    let read = kinesis::read_until(&client, &stream, LONG, |r| r.len() >= 10).await;
+    for (key, seqs) in seqs_by_key(&read) {
+        assert_eq!(seqs, (1..6).collect::<Vec<_>>(), "key {key} in order, once");
+    }
+    common::wait_for("the outbox to drain", LONG, || {
+        (db.outbox_len() == 0).then_some(())
+    });
+    runtime.shutdown().await.unwrap();
 }
