@@ -14,9 +14,7 @@ use std::time::Duration;
 use common::broker::{brokers, create_topic, unique_topic, Collector};
 use common::db::TestDb;
 use common::kinesis;
-use common::model::{Account, Routed};
-use diesel::{Connection, PgConnection};
-use procon::prelude::*;
+use common::model::emit_seqs as emit;
 use procon::runtime::transport::kinesis::record;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -121,26 +119,6 @@ impl Bus {
             }
         }
     }
-}
-
-/// Emits, in one transaction, `seqs` events of account `id` on `topic` (owner `owner`).
-fn emit(conn: &mut PgConnection, topic: &str, id: i64, seqs: std::ops::Range<i64>, owner: &str) {
-    conn.transaction(|conn| {
-        for seq in seqs {
-            Routed {
-                topic: topic.to_owned(),
-                account: Account {
-                    id,
-                    owner: owner.to_owned(),
-                    seq,
-                    secret: String::new(),
-                },
-            }
-            .emit_created(conn)?;
-        }
-        Ok::<_, procon::EmitError>(())
-    })
-    .unwrap();
 }
 
 /// Per key, the sequence numbers as delivered.

@@ -14,33 +14,11 @@ use std::time::Duration;
 
 use common::db::TestDb;
 use common::kinesis::{self, Read};
-use common::model::{Account, Routed};
-use diesel::{Connection, PgConnection};
-use procon::prelude::*;
+use common::model::emit_seqs as emit;
 use procon::runtime::transport::kinesis::{record, KinesisError, KinesisPublisher};
 use procon::runtime::transport::{Delivery, Publisher, Record, SendError, TransportError};
 
 const LONG: Duration = Duration::from_secs(60);
-
-/// Emits, in one transaction, `seqs` events of account `id` on `stream` (owner `owner`).
-fn emit(conn: &mut PgConnection, stream: &str, id: i64, seqs: std::ops::Range<i64>, owner: &str) {
-    conn.transaction(|conn| {
-        for seq in seqs {
-            Routed {
-                topic: stream.to_owned(),
-                account: Account {
-                    id,
-                    owner: owner.to_owned(),
-                    seq,
-                    secret: String::new(),
-                },
-            }
-            .emit_created(conn)?;
-        }
-        Ok::<_, procon::EmitError>(())
-    })
-    .unwrap();
-}
 
 /// A record as the relay wrote it: headers and the envelope.
 struct Published {

@@ -99,3 +99,30 @@ pub fn upsert_and_emit(conn: &mut PgConnection, topic: &str, id: i64) -> Account
     })
     .expect("upsert and emit")
 }
+
+/// Emits, in one transaction, `seqs` events of account `id` on `topic` (owner `owner`), as
+/// [`Routed`] models.
+pub fn emit_seqs(
+    conn: &mut PgConnection,
+    topic: &str,
+    id: i64,
+    seqs: std::ops::Range<i64>,
+    owner: &str,
+) {
+    conn.transaction(|conn| {
+        for seq in seqs {
+            Routed {
+                topic: topic.to_owned(),
+                account: Account {
+                    id,
+                    owner: owner.to_owned(),
+                    seq,
+                    secret: String::new(),
+                },
+            }
+            .emit_created(conn)?;
+        }
+        Ok::<_, procon::EmitError>(())
+    })
+    .unwrap();
+}
