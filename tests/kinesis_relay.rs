@@ -1,7 +1,8 @@
 //! The relay on Kinesis, against real PostgreSQL and the Kinesis emulator: outbox events
 //! reach their stream in order per key with procon's headers in the record, a record that
 //! fails inside a `PutRecords` call never lets a later event of its key through, a record
-//! Kinesis cannot take is parked while other keys flow, an unreachable Kinesis delays events
+//! Kinesis cannot take (or for a stream that does not exist) is parked while other keys flow,
+//! an unreachable Kinesis delays events
 //! without parking, losing or reordering any, and a configuration that cannot work on Kinesis
 //! is refused with a reason.
 
@@ -301,5 +302,33 @@ async fn while_kinesis_is_unreachable_events_wait_unparked_then_flow_in_order() 
     common::wait_for("the outbox to drain", LONG, || {
         (db.outbox_len() == 0).then_some(())
     });
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_for_a_missing_stream_are_parked_with_the_reason_and_flow_once_retried() {
+    common::init_logs();
+    let db = TestDb::new("kinesis_relay_missing_stream");
+    let client = kinesis::client();
+    let stream = kinesis::unique_stream("kin-missing");
+    let mut conn = db.conn();
+    emit(&mut conn, &stream, 1, 1..4, "owner");
+    let runtime = procon::start(kinesis_config(&db)).unwrap();
+    let parked = common::wait_for("the first event to be parked", LONG, || {
+        let rows = procon::parked_rows(&mut conn).unwrap();
+        (rows.len() == 1).then_some(rows)
+    });
+    assert_eq!(parked[0].waiting_behind, 2, "the key's later events wait");
+    assert!(
+        parked[0].error.contains("ResourceNotFoundException"),
+        "{}",
+        parked[0].error
+    );
+
+    // The stream appears (a deploy in the wrong order); the operator retries the event.
+    kinesis::create_stream(&client, &stream, 1).await;
+    assert!(procon::retry_parked(&mut conn, parked[0].id).unwrap());
+    let read = kinesis::read_until(&client, &stream, LONG, |r| r.len() >= 3).await;
+    assert_eq!(seqs_by_key(&read)["1"], vec![1, 2, 3]);
     runtime.shutdown().await.unwrap();
 }
