@@ -2,12 +2,15 @@
 //! them.
 //!
 //! ```sh
-//! cargo run --example quickstart
+//! cargo run --example quickstart                                # Kafka
+//! PROCON_TRANSPORT=kinesis cargo run --example quickstart       # Kinesis
 //! ```
 //!
 //! Uses PostgreSQL at `PROCON_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`,
 //! in a schema `procon_quickstart` it recreates) and the brokers at `PROCON_BROKERS`; with no
 //! broker configured it starts librdkafka's in-process mock cluster, so nothing else is needed.
+//! On Kinesis it publishes to the stream `accounts` (created when missing) at
+//! `PROCON_KINESIS_ENDPOINT_URL`, by default the emulator of `scripts/kinesis.sh start`.
 
 use std::time::Duration;
 
@@ -50,10 +53,12 @@ async fn main() -> Result<(), BoxError> {
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .init();
 
-    // The broker: the configured one, or an in-process mock cluster.
+    let on_kinesis = std::env::var("PROCON_TRANSPORT").as_deref() == Ok("kinesis");
+    // The broker: the configured one, or an in-process mock cluster (not needed on Kinesis).
     let mock;
     let brokers = match std::env::var("PROCON_BROKERS") {
         Ok(brokers) => brokers,
+        Err(_) if on_kinesis => String::new(),
         Err(_) => {
             mock = MockCluster::new(1)?;
             mock.create_topic("accounts", 3, 1)?;
@@ -61,6 +66,17 @@ async fn main() -> Result<(), BoxError> {
             mock.bootstrap_servers()
         }
     };
+    let kinesis = procon::KinesisConfig {
+        endpoint_url: Some(
+            std::env::var("PROCON_KINESIS_ENDPOINT_URL")
+                .unwrap_or_else(|_| "http://127.0.0.1:4568".into()),
+        ),
+        ..procon::KinesisConfig::default()
+    };
+    if on_kinesis {
+        // The relay parks events for a stream that does not exist: make it first.
+        kinesis_reader::ensure_stream(&kinesis, "accounts").await?;
+    }
 
     // The database: a fresh schema with procon's tables and ours.
     let base = std::env::var("PROCON_DATABASE_URL")
@@ -79,7 +95,12 @@ async fn main() -> Result<(), BoxError> {
     )?;
 
     // The relay publishes each event once its transaction commits.
-    let runtime = procon::start(procon::Config::new(url, brokers.clone()))?;
+    let config = if on_kinesis {
+        procon::Config::new_kinesis(url, kinesis.clone())
+    } else {
+        procon::Config::new(url, brokers.clone())
+    };
+    let runtime = procon::start(config)?;
 
     let ada = Account {
         id: 1,
@@ -128,10 +149,27 @@ async fn main() -> Result<(), BoxError> {
         renamed.emit_deleted(conn)
     })?);
 
-    // Read the topic as any Kafka consumer would: every partition it has (a real broker may
-    // have more than the mock's 3), showing this run's events only.
+    let seen = if on_kinesis {
+        kinesis_reader::show(&kinesis, "accounts", &ours).await?
+    } else {
+        show_from_kafka(&brokers, &ours).await?
+    };
+    runtime.shutdown().await?;
+    if seen < 3 {
+        return Err(format!("only {seen} of 3 events arrived within 30 s").into());
+    }
+    println!("\n3 committed events published in order; the rolled-back one never existed.");
+    Ok(())
+}
+
+/// Reads the topic as any Kafka consumer would: every partition it has (a real broker may
+/// have more than the mock's 3), printing this run's events only. Returns how many it saw.
+async fn show_from_kafka(
+    brokers: &str,
+    ours: &std::collections::HashSet<uuid::Uuid>,
+) -> Result<usize, BoxError> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
+        .set("bootstrap.servers", brokers)
         .set("group.id", "quickstart-reader")
         .set("enable.auto.commit", "false")
         .create()?;
@@ -196,10 +234,120 @@ async fn main() -> Result<(), BoxError> {
             serde_json::from_slice(message.payload().unwrap_or_default())?;
         println!("{}", serde_json::to_string_pretty(&envelope)?);
     }
-    runtime.shutdown().await?;
-    if seen < 3 {
-        return Err(format!("only {seen} of 3 events arrived within 30 s").into());
+    Ok(seen)
+}
+
+/// Kinesis: the stream, and reading it as any Kinesis reader would (`GetRecords` on every
+/// shard from its oldest record), headers taken from procon's record format.
+mod kinesis_reader {
+    use std::time::{Duration, Instant};
+
+    use aws_sdk_kinesis::error::ProvideErrorMetadata;
+    use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
+    use procon::runtime::transport::kinesis::{client, record};
+
+    use super::BoxError;
+
+    /// Creates `stream` (2 shards) unless it exists, and waits until it is active.
+    pub async fn ensure_stream(
+        config: &procon::KinesisConfig,
+        stream: &str,
+    ) -> Result<(), BoxError> {
+        let client = client(config)?;
+        let exists = client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await;
+        if let Err(error) = &exists {
+            if error.code() != Some("ResourceNotFoundException") {
+                return Err(format!("Kinesis at {:?}: {error:?}", config.endpoint_url).into());
+            }
+            client
+                .create_stream()
+                .stream_name(stream)
+                .shard_count(2)
+                .send()
+                .await?;
+        }
+        for _ in 0..100 {
+            let summary = client
+                .describe_stream_summary()
+                .stream_name(stream)
+                .send()
+                .await?;
+            let status = summary
+                .stream_description_summary()
+                .map(|s| s.stream_status().clone());
+            if status == Some(StreamStatus::Active) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!("stream {stream} did not become active").into())
     }
-    println!("\n3 committed events published in order; the rolled-back one never existed.");
-    Ok(())
+
+    /// Prints this run's events of `stream`; returns how many it saw (waits up to 30 s for 3).
+    pub async fn show(
+        config: &procon::KinesisConfig,
+        stream: &str,
+        ours: &std::collections::HashSet<uuid::Uuid>,
+    ) -> Result<usize, BoxError> {
+        let client = client(config)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut found = Vec::new();
+            let shards = client.list_shards().stream_name(stream).send().await?;
+            for shard in shards.shards() {
+                let mut iterator = client
+                    .get_shard_iterator()
+                    .stream_name(stream)
+                    .shard_id(shard.shard_id())
+                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await?
+                    .shard_iterator()
+                    .map(str::to_owned);
+                while let Some(current) = iterator.take() {
+                    let page = client.get_records().shard_iterator(current).send().await?;
+                    for r in page.records() {
+                        let decoded = record::decode(r.data().as_ref())?;
+                        let event_id = decoded
+                            .headers
+                            .iter()
+                            .find(|(name, _)| name == "procon-event-id")
+                            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                            .unwrap_or_default();
+                        if ours.iter().any(|id| id.to_string() == event_id) {
+                            found.push((
+                                shard.shard_id().to_owned(),
+                                r.clone(),
+                                decoded.headers.clone(),
+                            ));
+                        }
+                    }
+                    if !page.records().is_empty() || page.millis_behind_latest() != Some(0) {
+                        iterator = page.next_shard_iterator().map(str::to_owned);
+                    }
+                }
+            }
+            if found.len() >= 3 || Instant::now() > deadline {
+                for (shard, r, headers) in &found {
+                    println!(
+                        "\n── {shard} sequence {} partition key {:?}",
+                        r.sequence_number(),
+                        r.partition_key()
+                    );
+                    for (name, value) in headers {
+                        println!("   {name}: {}", String::from_utf8_lossy(value));
+                    }
+                    let payload = record::decode(r.data().as_ref())?.payload;
+                    let envelope: serde_json::Value = serde_json::from_slice(payload)?;
+                    println!("{}", serde_json::to_string_pretty(&envelope)?);
+                }
+                return Ok(found.len());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }

@@ -1,10 +1,15 @@
 //! The examples as a new user runs them: against the test broker, twice, in both orders (each
 //! reads what it wrote, whatever the topic holds from earlier runs or from the other example).
-//! `.ci/run` also runs the quickstart once on librdkafka's mock cluster.
+//! `.ci/run` also runs the quickstart once on librdkafka's mock cluster; the quickstart also runs
+//! on Kinesis (the emulator), twice.
 
 mod common;
 
 use std::process::Command;
+use std::sync::Mutex;
+
+/// The examples recreate their schemas: one example process at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The example binaries cargo built next to this test binary.
 fn example(name: &str) -> std::path::PathBuf {
@@ -33,6 +38,7 @@ fn run(name: &str) {
 
 #[test]
 fn both_examples_work_on_the_test_broker_twice_in_both_orders() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     for name in [
         "quickstart",
         "two_services",
@@ -42,5 +48,28 @@ fn both_examples_work_on_the_test_broker_twice_in_both_orders() {
         "quickstart",
     ] {
         run(name);
+    }
+}
+
+#[test]
+fn the_quickstart_runs_on_kinesis_with_one_variable_set_twice() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..2 {
+        let output = Command::new(example("quickstart"))
+            .env("PROCON_TRANSPORT", "kinesis")
+            .env("PROCON_KINESIS_ENDPOINT_URL", common::kinesis::endpoint())
+            .env("PROCON_DATABASE_URL", common::db::base_url())
+            .env_remove("PROCON_BROKERS")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run the quickstart");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(stdout.matches("procon-event-id: ").count(), 3, "{stdout}");
+        assert!(stdout.contains("account.deleted"), "{stdout}");
     }
 }
