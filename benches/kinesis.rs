@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use diesel::connection::SimpleConnection;
 use diesel::PgConnection;
 use procon::runtime::transport::kinesis::{self, record, Client};
@@ -29,26 +29,7 @@ fn settings() -> procon::KinesisConfig {
 }
 
 async fn create_stream(client: &Client, stream: &str) -> Result<(), BoxError> {
-    client
-        .create_stream()
-        .stream_name(stream)
-        .shard_count(4)
-        .send()
-        .await?;
-    loop {
-        let summary = client
-            .describe_stream_summary()
-            .stream_name(stream)
-            .send()
-            .await?;
-        let status = summary
-            .stream_description_summary()
-            .map(|s| s.stream_status().clone());
-        if status == Some(StreamStatus::Active) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    Ok(kinesis::ensure_stream(client, stream, 4, Duration::from_secs(30)).await?)
 }
 
 /// Raw `PutRecords`: `count` records of `data`, 500 per call, 8 calls at once.

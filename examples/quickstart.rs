@@ -242,9 +242,8 @@ async fn show_from_kafka(
 mod kinesis_reader {
     use std::time::{Duration, Instant};
 
-    use aws_sdk_kinesis::error::ProvideErrorMetadata;
-    use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
-    use procon::runtime::transport::kinesis::{client, record};
+    use aws_sdk_kinesis::types::ShardIteratorType;
+    use procon::runtime::transport::kinesis::{self, client, record};
 
     use super::BoxError;
 
@@ -254,37 +253,15 @@ mod kinesis_reader {
         stream: &str,
     ) -> Result<(), BoxError> {
         let client = client(config)?;
-        let exists = client
-            .describe_stream_summary()
-            .stream_name(stream)
-            .send()
-            .await;
-        if let Err(error) = &exists {
-            if error.code() != Some("ResourceNotFoundException") {
-                return Err(format!("Kinesis at {:?}: {error:?}", config.endpoint_url).into());
-            }
-            client
-                .create_stream()
-                .stream_name(stream)
-                .shard_count(2)
-                .send()
-                .await?;
-        }
-        for _ in 0..100 {
-            let summary = client
-                .describe_stream_summary()
-                .stream_name(stream)
-                .send()
-                .await?;
-            let status = summary
-                .stream_description_summary()
-                .map(|s| s.stream_status().clone());
-            if status == Some(StreamStatus::Active) {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(format!("stream {stream} did not become active").into())
+        kinesis::ensure_stream(&client, stream, 2, Duration::from_secs(10))
+            .await
+            .map_err(|error| {
+                format!(
+                    "Kinesis at {}: {error} (the emulator: scripts/kinesis.sh start)",
+                    config.endpoint_url.as_deref().unwrap_or("AWS")
+                )
+            })?;
+        Ok(())
     }
 
     /// Prints this run's events of `stream`; returns how many it saw (waits up to 30 s for 3).

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use aws_sdk_kinesis::types::{Shard, ShardIteratorType, StreamStatus};
-use procon::runtime::transport::kinesis::Client;
+use aws_sdk_kinesis::types::{Shard, ShardIteratorType};
+use procon::runtime::transport::kinesis::{self, Client};
 
 /// The emulator's endpoint: `PROCON_TEST_KINESIS_ENDPOINT`, default `http://127.0.0.1:4568`.
 pub fn endpoint() -> String {
@@ -33,34 +33,16 @@ pub fn unique_stream(prefix: &str) -> String {
 
 /// Creates `stream` with `shards` shards and waits until it is active.
 pub async fn create_stream(client: &Client, stream: &str, shards: i32) {
-    client
-        .create_stream()
-        .stream_name(stream)
-        .shard_count(shards)
-        .send()
+    kinesis::ensure_stream(client, stream, shards, Duration::from_secs(10))
         .await
-        .expect("CreateStream");
-    wait_active(client, stream).await;
+        .expect("a new stream");
 }
 
-/// Waits until `stream` is active (after a create, split or merge).
+/// Waits until `stream` is active (after a split or merge).
 pub async fn wait_active(client: &Client, stream: &str) {
-    for _ in 0..200 {
-        let summary = client
-            .describe_stream_summary()
-            .stream_name(stream)
-            .send()
-            .await
-            .expect("DescribeStreamSummary");
-        let status = summary
-            .stream_description_summary()
-            .map(|s| s.stream_status().clone());
-        if status == Some(StreamStatus::Active) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("stream {stream} did not become active");
+    kinesis::wait_active(client, stream, Duration::from_secs(10))
+        .await
+        .expect("an active stream");
 }
 
 /// Every shard of `stream`, open and closed.

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::types::StreamStatus;
 
 use crate::config::KinesisConfig;
 
@@ -144,4 +145,65 @@ pub fn client(config: &KinesisConfig) -> Result<Client, KinesisError> {
         builder = builder.endpoint_url(url);
     }
     Ok(Client::from_conf(builder.build()))
+}
+
+/// Creates `stream` with `shards` shards unless it exists, then waits until it is active (at
+/// most `timeout`). For demos, tests and bootstrapping: the relay never creates streams (a
+/// missing stream parks its events, see the README).
+pub async fn ensure_stream(
+    client: &Client,
+    stream: &str,
+    shards: i32,
+    timeout: Duration,
+) -> Result<(), KinesisError> {
+    let described = client
+        .describe_stream_summary()
+        .stream_name(stream)
+        .send()
+        .await;
+    if let Err(error) = &described {
+        if error.code() != Some("ResourceNotFoundException") {
+            return Err(KinesisError::from_sdk("DescribeStreamSummary", error));
+        }
+        client
+            .create_stream()
+            .stream_name(stream)
+            .shard_count(shards)
+            .send()
+            .await
+            .map_err(|error| KinesisError::from_sdk("CreateStream", &error))?;
+    }
+    wait_active(client, stream, timeout).await
+}
+
+/// Waits until `stream` is active (after a create, split or merge), at most `timeout`.
+pub async fn wait_active(
+    client: &Client,
+    stream: &str,
+    timeout: Duration,
+) -> Result<(), KinesisError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let summary = client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .map_err(|error| KinesisError::from_sdk("DescribeStreamSummary", &error))?;
+        let status = summary
+            .stream_description_summary()
+            .map(|s| s.stream_status().clone());
+        if status == Some(StreamStatus::Active) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(KinesisError {
+                operation: "DescribeStreamSummary",
+                code: None,
+                message: format!("stream {stream} is not active after {timeout:?} ({status:?})"),
+                refused_here: false,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
