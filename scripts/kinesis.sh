@@ -44,11 +44,13 @@ start() {
     echo "kinesis.sh: something already listens on 127.0.0.1:$PORT"; return 0
   fi
   # It reads server.json (its TLS certificate) from the working directory. Streams are made
-  # at once (the default 500 ms delays slow every test) and held in memory only.
+  # at once (the default 500 ms delays slow every test) and held in memory only; the shard
+  # limit (50 by default, an account's quota on AWS) is raised: every test makes streams of
+  # its own and the emulator outlives test runs.
   (cd "$DIR/package" && exec env KINESIS_MOCK_PLAIN_PORT="$PORT" \
     KINESIS_MOCK_TLS_PORT=$((PORT - 1)) CREATE_STREAM_DURATION=0ms DELETE_STREAM_DURATION=0ms \
     SPLIT_SHARD_DURATION=0ms MERGE_SHARDS_DURATION=0ms UPDATE_SHARD_COUNT_DURATION=0ms \
-    LOG_LEVEL=WARN nohup node main.js >"$LOG" 2>&1) &
+    SHARD_LIMIT=100000 LOG_LEVEL=WARN nohup node main.js >"$LOG" 2>&1) &
   echo $! >"$PIDFILE"
   for _ in $(seq 1 300); do
     if listening; then echo "kinesis.sh: kinesis-local listening on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"; return 0; fi
