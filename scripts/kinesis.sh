@@ -59,8 +59,11 @@ start() {
   echo "kinesis.sh: kinesis-local did not start; its log:" >&2; cat "$LOG" >&2; exit 1
 }
 
+# Stops the emulator this checkout started (one started elsewhere is left alone).
 stop() {
-  if [ -f "$PIDFILE" ]; then kill "$(cat "$PIDFILE")" 2>/dev/null || true; rm -f "$PIDFILE"; fi
+  [ -f "$PIDFILE" ] || return 0
+  kill "$(cat "$PIDFILE")" 2>/dev/null || true
+  rm -f "$PIDFILE"
   for _ in $(seq 1 50); do listening || return 0; sleep 0.1; done
   echo "kinesis.sh: something still listens on 127.0.0.1:$PORT" >&2; exit 1
 }

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 scripts/postgres.sh
 scripts/broker.sh start
+# The emulator keeps everything in memory and slows down as it fills: each run starts it empty.
+scripts/kinesis.sh stop
 scripts/kinesis.sh start
 export PROCON_TEST_DATABASE_URL=${PROCON_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 export PROCON_TEST_BROKERS=${PROCON_TEST_BROKERS:-127.0.0.1:9092}
