@@ -303,15 +303,16 @@ impl Pump<'_> {
                  hold such events back"
             );
         }
-        let delivery = loop {
-            if verdict == Verdict::Refuse {
-                break Err(TransportError::UndeclaredTopic(row.topic.clone()));
-            }
-            match send_row(self.producer, self.config, &row) {
-                Ok(delivery) => break Ok(delivery),
-                // Bounded by the relay's budgets; librdkafka's queue drains in milliseconds.
-                Err(SendError::QueueFull) => tokio::time::sleep(Duration::from_millis(1)).await,
-                Err(SendError::Refused(error)) => break Err(error),
+        let delivery = if verdict == Verdict::Refuse {
+            Err(TransportError::UndeclaredTopic(row.topic.clone()))
+        } else {
+            loop {
+                match send_row(self.producer, self.config, &row) {
+                    Ok(delivery) => break Ok(delivery),
+                    // Bounded by the relay's budgets; librdkafka's queue drains in milliseconds.
+                    Err(SendError::QueueFull) => tokio::time::sleep(Duration::from_millis(1)).await,
+                    Err(SendError::Refused(error)) => break Err(error),
+                }
             }
         };
         match delivery {

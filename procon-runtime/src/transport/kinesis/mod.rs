@@ -100,32 +100,10 @@ impl KinesisError {
 /// given, placeholder credentials for an emulator), TLS by rustls, a 3 s connect timeout and
 /// a 30 s limit per call (the SDK retries throttling and transient errors inside it).
 pub fn client(config: &KinesisConfig) -> Result<Client, KinesisError> {
-    let variable = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let credentials = match (
-        variable("AWS_ACCESS_KEY_ID"),
-        variable("AWS_SECRET_ACCESS_KEY"),
-        &config.endpoint_url,
-    ) {
-        (Some(key), Some(secret), _) => Credentials::new(
-            key,
-            secret,
-            variable("AWS_SESSION_TOKEN"),
-            None,
-            "environment",
-        ),
-        // An emulator checks no signature; a real endpoint answers UnrecognizedClient.
-        (None, None, Some(_)) => Credentials::new("procon", "emulator", None, None, "placeholder"),
-        _ => {
-            return Err(KinesisError {
-                operation: "connect",
-                code: None,
-                message: "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
-                          build a client with aws-config and use KinesisPublisher::with_client"
-                    .to_owned(),
-                refused_here: false,
-            })
-        }
-    };
+    let credentials = credentials(
+        |name| std::env::var(name).ok().filter(|v| !v.is_empty()),
+        config.endpoint_url.is_some(),
+    )?;
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -145,6 +123,42 @@ pub fn client(config: &KinesisConfig) -> Result<Client, KinesisError> {
         builder = builder.endpoint_url(url);
     }
     Ok(Client::from_conf(builder.build()))
+}
+
+/// The credentials: static keys from `variable` (the AWS variables), else placeholders when an
+/// endpoint other than AWS's is set (an emulator checks no signature; a real endpoint answers
+/// UnrecognizedClient), else an error saying what to set.
+fn credentials(
+    variable: impl Fn(&str) -> Option<String>,
+    custom_endpoint: bool,
+) -> Result<Credentials, KinesisError> {
+    match (
+        variable("AWS_ACCESS_KEY_ID"),
+        variable("AWS_SECRET_ACCESS_KEY"),
+    ) {
+        (Some(key), Some(secret)) => Ok(Credentials::new(
+            key,
+            secret,
+            variable("AWS_SESSION_TOKEN"),
+            None,
+            "environment",
+        )),
+        (None, None) if custom_endpoint => Ok(Credentials::new(
+            "procon",
+            "emulator",
+            None,
+            None,
+            "placeholder",
+        )),
+        _ => Err(KinesisError {
+            operation: "connect",
+            code: None,
+            message: "no credentials: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+                      build a client with aws-config and use KinesisPublisher::with_client"
+                .to_owned(),
+            refused_here: false,
+        }),
+    }
 }
 
 /// Creates `stream` with `shards` shards unless it exists, then waits until it is active (at
@@ -205,5 +219,61 @@ pub async fn wait_active(
             });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(set: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            set.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn credentials_come_from_the_aws_variables_and_half_a_pair_is_refused_by_name() {
+        let both = vars(&[
+            ("AWS_ACCESS_KEY_ID", "AKIA1"),
+            ("AWS_SECRET_ACCESS_KEY", "s3"),
+        ]);
+        let keys = credentials(both, false).unwrap();
+        assert_eq!(keys.access_key_id(), "AKIA1");
+        assert!(
+            !format!("{keys:?}").contains("s3"),
+            "the secret is not shown"
+        );
+        let half = vars(&[("AWS_ACCESS_KEY_ID", "AKIA1")]);
+        let error = credentials(half, true).unwrap_err().to_string();
+        assert!(error.contains("AWS_SECRET_ACCESS_KEY"), "{error}");
+    }
+
+    #[test]
+    fn an_emulator_endpoint_needs_no_credentials_aws_does() {
+        assert_eq!(
+            credentials(vars(&[]), true).unwrap().access_key_id(),
+            "procon"
+        );
+        let error = credentials(vars(&[]), false).unwrap_err().to_string();
+        assert!(error.contains("AWS_ACCESS_KEY_ID"), "{error}");
+    }
+
+    #[test]
+    fn codes_of_a_wrong_request_are_rejections_throttling_and_outages_are_not() {
+        let with = |code: Option<&str>| KinesisError {
+            operation: "PutRecords",
+            code: code.map(str::to_owned),
+            message: String::new(),
+            refused_here: false,
+        };
+        assert!(with(Some("ResourceNotFoundException")).is_rejection());
+        assert!(with(Some("AccessDeniedException")).is_rejection());
+        assert!(!with(Some("ProvisionedThroughputExceededException")).is_rejection());
+        assert!(!with(Some("InternalFailure")).is_rejection());
+        assert!(!with(None).is_rejection());
+        assert!(KinesisError::refused("too large").is_rejection());
     }
 }
