@@ -1,20 +1,28 @@
-//! The same relay scenarios on every transport (Kafka on the test broker, Kinesis on the
-//! emulator), so a guarantee the README states holds on each: events of a key arrive in order
-//! with their event id; a relay killed with SIGKILL mid-drain and restarted loses nothing and
-//! never reorders a key (a restart republishes a suffix: duplicates, recognised by event id);
-//! an event the transport rejects is parked while other keys flow.
+//! The same scenarios on every transport (Kafka on the test broker, Kinesis on the emulator),
+//! so a guarantee the README states holds on each.
 //!
-//! The consumer side joins this suite when the Kinesis consumer exists (issue 12).
+//! Relay: events of a key arrive in order with their event id; a relay killed with SIGKILL
+//! mid-drain and restarted loses nothing and never reorders a key (a restart republishes a
+//! suffix: duplicates, recognised by event id); an event the transport rejects is parked while
+//! other keys flow.
+//!
+//! Consumer: every event is applied exactly once and in key order; consumers joining and
+//! leaving (one killed with SIGKILL, then restarted) share the partitions and still apply each
+//! event once; a failing handler is retried and its event applied once, while other keys flow.
 
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
+use std::process::Child;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use common::broker::{brokers, create_topic, unique_topic, Collector};
 use common::db::TestDb;
 use common::kinesis;
+use common::ledger::{assert_exactly_once_in_key_order, effect_count, emit_credits, Entry};
 use common::model::emit_seqs as emit;
+use diesel::RunQueryDsl;
 use procon::runtime::transport::kinesis::record;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -56,6 +64,32 @@ impl Bus {
         config.relay.backoff.initial = Duration::from_millis(50);
         config.relay.backoff.max = Duration::from_millis(200);
         config
+    }
+
+    /// Settings of a runtime that relays and consumes the ledger events of `topic` as `group`.
+    fn consumer_config(self, db: &TestDb, group: &str, topic: &str) -> procon::Config {
+        let mut config = common::consumer_config(db, &brokers(), group, topic);
+        if let Bus::Kinesis = self {
+            config.transport = procon::Transport::Kinesis;
+            config.kinesis = kinesis::settings();
+            config.kinesis.lease_ttl = Duration::from_secs(3);
+            config.kinesis.idle_poll_interval = Duration::from_millis(50);
+        }
+        config
+    }
+
+    /// The ledger test consumer as its own process on this transport.
+    fn spawn_consumer(self, db: &TestDb, group: &str, topic: &str, name: &str) -> Child {
+        let vars = match self {
+            Bus::Kafka => Vec::new(),
+            Bus::Kinesis => vec![
+                ("PROCON_TRANSPORT", "kinesis".to_owned()),
+                ("PROCON_KINESIS_ENDPOINT_URL", kinesis::endpoint()),
+                ("PROCON_KINESIS_LEASE_TTL_MS", "3000".to_owned()),
+                ("PROCON_KINESIS_IDLE_POLL_INTERVAL_MS", "50".to_owned()),
+            ],
+        };
+        common::process::spawn_consumer_with(&db.url, &brokers(), group, topic, name, &vars)
     }
 
     /// `procon relay` as its own process on this transport.
@@ -218,6 +252,162 @@ async fn a_rejected_event_is_parked_while_other_keys_flow(bus: Bus) {
     runtime.shutdown().await.unwrap();
 }
 
+async fn every_event_is_applied_once_in_key_order(bus: Bus) {
+    common::init_logs();
+    let db = TestDb::new(&format!("conf_apply_{bus:?}").to_lowercase());
+    common::ledger::create_effects(&mut db.conn());
+    let topic = bus.create("conf-apply").await;
+    let group = unique_topic("conf-apply-group");
+    emit_credits(&mut db.conn(), &topic, 1..=600, 12);
+    let runtime = procon::start(bus.consumer_config(&db, &group, &topic)).unwrap();
+    common::wait_for("600 effects", LONG, || {
+        (effect_count(&mut db.conn()) >= 600).then_some(())
+    });
+    runtime.shutdown().await.unwrap();
+    assert_exactly_once_in_key_order(&mut db.conn(), 600);
+
+    // A restart of the group goes on from the stored positions: nothing is applied again.
+    let runtime = procon::start(bus.consumer_config(&db, &group, &topic)).unwrap();
+    emit_credits(&mut db.conn(), &topic, 601..=610, 12);
+    common::wait_for("610 effects", LONG, || {
+        (effect_count(&mut db.conn()) >= 610).then_some(())
+    });
+    runtime.shutdown().await.unwrap();
+    assert_exactly_once_in_key_order(&mut db.conn(), 610);
+}
+
+async fn consumers_joining_and_leaving_apply_each_event_once(bus: Bus) {
+    common::init_logs();
+    let db = TestDb::new(&format!("conf_members_{bus:?}").to_lowercase());
+    common::ledger::create_effects(&mut db.conn());
+    let topic = bus.create("conf-members").await;
+    let group = unique_topic("conf-members-group");
+    let name = format!("conformance-members-{bus:?}");
+    emit_credits(&mut db.conn(), &topic, 1..=3000, 24);
+    let mut relay_config = bus.config(&db);
+    relay_config.consumer.enabled = false;
+    let relay = procon::start(relay_config).unwrap();
+    let mut first = bus.spawn_consumer(&db, &group, &topic, &format!("{name}-a"));
+    common::wait_for("the first consumer to apply some events", LONG, || {
+        (effect_count(&mut db.conn()) >= 300).then_some(())
+    });
+    // A second member joins: the partitions are shared between the two.
+    let mut second = bus.spawn_consumer(&db, &group, &topic, &format!("{name}-b"));
+    common::wait_for("more events applied", LONG, || {
+        (effect_count(&mut db.conn()) >= 1200).then_some(())
+    });
+    // The first dies without a word: the second takes its partitions over and applies
+    // everything (the first's partitions included).
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    common::wait_for("the survivor to apply every event", LONG, || {
+        (effect_count(&mut db.conn()) >= 3000).then_some(())
+    });
+    // The first comes back and the two share the partitions again.
+    let mut again = bus.spawn_consumer(&db, &group, &topic, &format!("{name}-a-again"));
+    emit_credits(&mut db.conn(), &topic, 3001..=3600, 24);
+    common::wait_for("the later events applied", LONG, || {
+        (effect_count(&mut db.conn()) >= 3600).then_some(())
+    });
+    for child in [&mut second, &mut again] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    relay.shutdown().await.unwrap();
+    assert_exactly_once_in_key_order(&mut db.conn(), 3600);
+}
+
+/// Failed attempts per account of `retried.created` events (each scenario uses accounts of
+/// its own).
+static RETRIES: Mutex<BTreeMap<i64, u32>> = Mutex::new(BTreeMap::new());
+
+/// A ledger event whose handler fails its first two attempts at accounts 900 and above.
+struct RetriedOut(common::ledger::Out);
+
+impl procon::Outbox for RetriedOut {
+    const ENTITY: &'static str = "retried";
+    fn topic(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(&self.0.entity_topic)
+    }
+    fn key(&self) -> String {
+        self.0.entry.account.to_string()
+    }
+    fn serialize_payload<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&self.0.entry, serializer)
+    }
+}
+
+struct OnRetried;
+
+impl procon::EventHandler for OnRetried {
+    const TOPIC: &'static str = common::ledger::TOPIC;
+    const EVENT: &'static str = "retried.created";
+    type Payload = Entry;
+    fn handle(
+        ctx: &mut procon::HandlerContext<'_>,
+        event: procon::Event<Entry>,
+    ) -> Result<(), procon::HandlerError> {
+        let entry = event.after.clone().expect("an entry");
+        diesel::sql_query(
+            "INSERT INTO effects (event_id, account, seq, partition, position) \
+             VALUES ($1, $2, $3, 0, 0)",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(event.event_id)
+        .bind::<diesel::sql_types::BigInt, _>(entry.account)
+        .bind::<diesel::sql_types::BigInt, _>(entry.seq)
+        .execute(ctx.conn())?;
+        let mut retries = RETRIES.lock().unwrap();
+        let failed = retries.entry(entry.account).or_default();
+        if entry.account >= 900 && *failed < 2 {
+            *failed += 1;
+            return Err(procon::HandlerError::msg("fails its first two attempts"));
+        }
+        Ok(())
+    }
+}
+procon::register_handler!(OnRetried);
+
+async fn a_failing_handler_is_retried_and_applied_once_while_other_keys_flow(bus: Bus) {
+    use diesel::Connection;
+    use procon::OutboxExt;
+    common::init_logs();
+    let db = TestDb::new(&format!("conf_retry_{bus:?}").to_lowercase());
+    common::ledger::create_effects(&mut db.conn());
+    let topic = bus.create("conf-retry").await;
+    let group = unique_topic("conf-retry-group");
+    let failing = match bus {
+        Bus::Kafka => 900,
+        Bus::Kinesis => 901,
+    };
+    db.conn()
+        .transaction(|conn| {
+            RetriedOut(common::ledger::Out {
+                entity_topic: topic.clone(),
+                entry: Entry {
+                    account: failing,
+                    seq: 1,
+                },
+            })
+            .emit_created(conn)
+        })
+        .unwrap();
+    emit_credits(&mut db.conn(), &topic, 2..=41, 4);
+    let mut config = bus.consumer_config(&db, &group, &topic);
+    config.consumer.backoff.initial = Duration::from_millis(50);
+    config.consumer.backoff.max = Duration::from_millis(200);
+    let runtime = procon::start(config).unwrap();
+    common::wait_for("41 effects", LONG, || {
+        (effect_count(&mut db.conn()) >= 41).then_some(())
+    });
+    runtime.shutdown().await.unwrap();
+    assert_eq!(
+        RETRIES.lock().unwrap()[&failing],
+        2,
+        "two failed attempts before it applied"
+    );
+    assert_exactly_once_in_key_order(&mut db.conn(), 41);
+}
+
 macro_rules! on_every_transport {
     ($($scenario:ident),* $(,)?) => {
         mod on_kafka {
@@ -243,4 +433,7 @@ on_every_transport!(
     events_of_a_key_arrive_in_order_with_their_event_id,
     a_relay_killed_mid_drain_loses_nothing_and_keeps_key_order,
     a_rejected_event_is_parked_while_other_keys_flow,
+    every_event_is_applied_once_in_key_order,
+    consumers_joining_and_leaving_apply_each_event_once,
+    a_failing_handler_is_retried_and_applied_once_while_other_keys_flow,
 );

@@ -85,7 +85,7 @@ struct Position {
 
 fn positions(db: &TestDb, group: &str) -> Vec<i64> {
     diesel::sql_query(
-        "SELECT next_offset FROM procon_consumer_offsets WHERE group_id = $1 ORDER BY partition",
+        "SELECT next_offset::bigint AS next_offset FROM procon_consumer_offsets WHERE group_id = $1 ORDER BY partition",
     )
     .bind::<diesel::sql_types::Text, _>(group)
     .load::<Position>(&mut db.conn())
@@ -194,7 +194,7 @@ async fn failing_handler_is_retried_in_order_and_applied_once() {
     let stalled = common::wait_for("the failing event to stall its partition", LONG, || {
         runtime.stalled_partitions().into_iter().next()
     });
-    assert_eq!(stalled.coordinates.offset, 0);
+    assert_eq!(stalled.coordinates.position.as_offset(), Some(0));
     assert!(
         stalled.error.contains("flaky.created") && stalled.error.contains("fails its first two"),
         "{}",
@@ -258,7 +258,7 @@ async fn undecodable_message_stalls_its_partition_with_a_clear_error() {
         (
             stalled.coordinates.topic.as_str(),
             stalled.coordinates.partition,
-            stalled.coordinates.offset
+            stalled.coordinates.position.as_offset().unwrap()
         ),
         (topic.as_str(), 0, 1)
     );
@@ -322,7 +322,7 @@ async fn unknown_events_are_recorded_by_default_and_stop_when_configured() {
         "{}",
         stalled.error
     );
-    assert_eq!(stalled.coordinates.offset, 0);
+    assert_eq!(stalled.coordinates.position.as_offset(), Some(0));
     runtime.shutdown().await.unwrap();
     assert_eq!(
         effects(&mut db.conn()).len(),

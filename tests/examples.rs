@@ -1,7 +1,7 @@
 //! The examples as a new user runs them: against the test broker, twice, in both orders (each
 //! reads what it wrote, whatever the topic holds from earlier runs or from the other example).
-//! `.ci/run` also runs the quickstart once on librdkafka's mock cluster; the quickstart also runs
-//! on Kinesis (the emulator), twice.
+//! `.ci/run` also runs the quickstart once on librdkafka's mock cluster. On Kinesis (the
+//! emulator) the quickstart runs twice and the two services once, with one variable set.
 
 mod common;
 
@@ -49,6 +49,30 @@ fn both_examples_work_on_the_test_broker_twice_in_both_orders() {
     ] {
         run(name);
     }
+}
+
+#[test]
+fn the_two_services_run_on_kinesis_with_one_variable_set() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let output = Command::new(example("two_services"))
+        .env("PROCON_TRANSPORT", "kinesis")
+        .env("PROCON_KINESIS_ENDPOINT_URL", common::kinesis::endpoint())
+        .env("PROCON_DATABASE_URL", common::db::base_url())
+        .output()
+        .expect("run two_services");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "two_services on Kinesis failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Billing applied the account events it read from the stream exactly as on Kafka.
+    assert!(stdout.contains("ada@example.com"), "{stdout}");
+    assert!(stdout.contains("team"), "{stdout}");
+    assert!(
+        !stdout.contains("grace@example.com"),
+        "account 2 was closed: {stdout}"
+    );
 }
 
 #[test]

@@ -49,7 +49,7 @@ fn run_job(ctx: &mut HandlerContext<'_>, event: Event<Job>) -> Result<(), Handle
     .bind::<BigInt, _>(job.id)
     .bind::<BigInt, _>(job.seq)
     .bind::<Integer, _>(at.partition)
-    .bind::<BigInt, _>(at.offset)
+    .bind::<BigInt, _>(at.position.as_offset().expect("a Kafka offset"))
     .execute(ctx.conn())?;
     Ok(())
 }
@@ -192,7 +192,8 @@ async fn poison_message_stops_its_partition_across_restarts_until_resumed() {
         .filter(|d| d.kafka_partition == stopped.partition)
         .collect();
     assert!(
-        held.iter().all(|d| d.kafka_offset < stopped.offset),
+        held.iter()
+            .all(|d| d.kafka_offset < stopped.position.as_offset().unwrap()),
         "nothing behind the poison is applied in its partition"
     );
     assert!(!rows
@@ -209,7 +210,7 @@ async fn poison_message_stops_its_partition_across_restarts_until_resumed() {
     assert!(
         rows.iter()
             .filter(|d| d.kafka_partition == stopped.partition)
-            .all(|d| d.kafka_offset < stopped.offset),
+            .all(|d| d.kafka_offset < stopped.position.as_offset().unwrap()),
         "still stopped after a restart"
     );
     let mut conn = setup.db.conn();
@@ -240,7 +241,7 @@ async fn poison_message_stops_its_partition_across_restarts_until_resumed() {
     let out = String::from_utf8_lossy(&resumed.stdout);
     assert!(resumed.status.success(), "{out}");
     assert!(
-        out.contains(&format!("offset {} skipped", stopped.offset)),
+        out.contains(&format!("offset {} skipped", stopped.position)),
         "{out}"
     );
     // Resuming what is not stopped is an error, and changes nothing.

@@ -3,8 +3,8 @@
 //! fails inside a `PutRecords` call never lets a later event of its key through, a record
 //! Kinesis cannot take (or for a stream that does not exist) is parked while other keys flow,
 //! an unreachable Kinesis delays events
-//! without parking, losing or reordering any, and a configuration that cannot work on Kinesis
-//! is refused with a reason.
+//! without parking, losing or reordering any, and a setting that cannot work is refused with
+//! its name.
 
 mod common;
 
@@ -207,19 +207,8 @@ async fn a_record_kinesis_cannot_take_is_parked_while_other_keys_flow() {
 }
 
 #[tokio::test]
-async fn a_consumer_on_kinesis_is_refused_with_a_reason_not_started() {
-    let db = TestDb::new("kinesis_no_consumer");
-    let mut config = kinesis_config(&db);
-    config.consumer.enabled = true;
-    let Err(error) = procon::start(config) else {
-        panic!("refused")
-    };
-    let text = error.to_string();
-    assert!(
-        text.contains("transport") && text.contains("consumer"),
-        "{text}"
-    );
-
+async fn a_kinesis_setting_that_cannot_work_is_refused_with_its_name() {
+    let db = TestDb::new("kinesis_bad_settings");
     let mut config = kinesis_config(&db);
     config.kinesis.endpoint_url = Some("127.0.0.1:4568".to_owned());
     let Err(error) = procon::start(config) else {
@@ -229,6 +218,12 @@ async fn a_consumer_on_kinesis_is_refused_with_a_reason_not_started() {
         error.to_string().contains("kinesis.endpoint_url"),
         "{error}"
     );
+    let mut config = kinesis_config(&db);
+    config.kinesis.lease_ttl = Duration::from_millis(10);
+    let Err(error) = procon::start(config) else {
+        panic!("refused")
+    };
+    assert!(error.to_string().contains("kinesis.lease_ttl"), "{error}");
 }
 
 /// The Kinesis publisher, counting the deliveries that failed and those that were rejections.

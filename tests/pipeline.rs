@@ -70,7 +70,13 @@ impl procon::BatchHandler for ApplyBatchSteps {
             )
             .bind::<BigInt, _>(step.account)
             .bind::<BigInt, _>(step.seq)
-            .bind::<BigInt, _>(event.coordinates.offset)
+            .bind::<BigInt, _>(
+                event
+                    .coordinates
+                    .position
+                    .as_offset()
+                    .expect("a Kafka offset"),
+            )
             .execute(ctx.conn())?;
             if step.fails {
                 return Err(HandlerError::msg(format!("batch step {} fails", step.seq)));
@@ -108,7 +114,7 @@ fn apply_step(ctx: &mut HandlerContext<'_>, event: Event<Step>) -> Result<(), Ha
     diesel::sql_query("INSERT INTO steps_done (account, seq, kafka_offset) VALUES ($1, $2, $3)")
         .bind::<BigInt, _>(step.account)
         .bind::<BigInt, _>(step.seq)
-        .bind::<BigInt, _>(at.offset)
+        .bind::<BigInt, _>(at.position.as_offset().expect("a Kafka offset"))
         .execute(ctx.conn())?;
     // Account 7 fails until fixed (the stop test); any other failing account always fails.
     if step.fails && (step.account != 7 || !FIXED.load(Ordering::SeqCst)) {
@@ -424,8 +430,8 @@ async fn a_stored_position_beyond_the_log_end_stops_the_partition_until_reset() 
     let runtime = procon::start(config).unwrap();
     let stop = setup.wait_for_stop("the partition to stop");
     assert_eq!(stop.lane, "", "the whole partition");
-    assert_eq!(stop.offset, 1000);
-    assert_eq!(stop.reset_to, Some(5));
+    assert_eq!(stop.position.as_offset(), Some(1000));
+    assert_eq!(stop.reset_to.and_then(|p| p.as_offset()), Some(5));
     assert!(
         stop.error.contains("beyond the log end 5"),
         "{}",
@@ -667,7 +673,7 @@ fn stored_watermark(setup: &Setup) -> i64 {
         next_offset: i64,
     }
     diesel::sql_query(
-        "SELECT next_offset FROM procon_consumer_offsets WHERE group_id = $1 AND topic = $2",
+        "SELECT next_offset::bigint AS next_offset FROM procon_consumer_offsets WHERE group_id = $1 AND topic = $2",
     )
     .bind::<Text, _>(&setup.group)
     .bind::<Text, _>(&setup.topic)

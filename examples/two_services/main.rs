@@ -7,7 +7,9 @@
 //!
 //! Uses `PROCON_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`; schemas
 //! `demo_accounts` and `demo_billing`) and `PROCON_BROKERS` (default: an in-process mock
-//! cluster).
+//! cluster). With `PROCON_TRANSPORT=kinesis` the same services run on Kinesis: a stream of the
+//! run's own at `PROCON_KINESIS_ENDPOINT_URL` (default: the emulator of
+//! `scripts/kinesis.sh start`).
 
 mod accounts;
 mod billing;
@@ -29,6 +31,21 @@ async fn main() -> Result<(), BoxError> {
     let topic = format!("demo.accounts.{}", uuid::Uuid::now_v7().simple());
     let mock;
     let brokers = match std::env::var("PROCON_BROKERS") {
+        _ if services::kinesis_settings().is_some() => {
+            let settings = services::kinesis_settings().unwrap_or_default();
+            let client = procon::runtime::transport::kinesis::client(&settings)?;
+            procon::runtime::transport::kinesis::ensure_stream(
+                &client,
+                &topic,
+                2,
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|error| {
+                format!("Kinesis: {error} (the emulator: scripts/kinesis.sh start)")
+            })?;
+            String::new()
+        }
         Ok(brokers) => {
             services::create_topic(&brokers, &topic).await?;
             brokers

@@ -20,9 +20,29 @@ pub fn prepare_schema(
     Ok(url)
 }
 
+/// With `PROCON_TRANSPORT=kinesis`: the Kinesis settings (`PROCON_KINESIS_ENDPOINT_URL`, by
+/// default the emulator of `scripts/kinesis.sh start`); `None` on Kafka.
+pub fn kinesis_settings() -> Option<procon::KinesisConfig> {
+    (std::env::var("PROCON_TRANSPORT").as_deref() == Ok("kinesis")).then(|| procon::KinesisConfig {
+        endpoint_url: Some(
+            std::env::var("PROCON_KINESIS_ENDPOINT_URL")
+                .unwrap_or_else(|_| "http://127.0.0.1:4568".into()),
+        ),
+        ..procon::KinesisConfig::default()
+    })
+}
+
+/// A service's settings on the chosen transport: the same code runs on Kafka and Kinesis.
+fn on_transport(url: &str, brokers: &str) -> procon::Config {
+    match kinesis_settings() {
+        Some(kinesis) => procon::Config::new_kinesis(url, kinesis),
+        None => procon::Config::new(url, brokers),
+    }
+}
+
 /// The accounts service publishes `accounts` to `accounts_topic`; it runs no consumer.
 pub fn accounts_config(url: &str, brokers: &str, accounts_topic: &str) -> procon::Config {
-    let mut config = procon::Config::new(url, brokers).service_name("accounts");
+    let mut config = on_transport(url, brokers).service_name("accounts");
     config.consumer.enabled = false;
     config
         .relay
@@ -61,7 +81,7 @@ pub fn billing_config(
     group: &str,
     accounts_topic: &str,
 ) -> procon::Config {
-    let mut config = procon::Config::new(url, brokers).service_name(group);
+    let mut config = on_transport(url, brokers).service_name(group);
     config
         .consumer
         .topics

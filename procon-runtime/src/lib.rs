@@ -93,18 +93,7 @@ pub struct Runtime {
 /// error here: the tasks log it and retry with backoff until it is reachable.
 pub fn start(config: Config) -> Result<Runtime, StartError> {
     config.validate()?;
-    if config.transport == config::Transport::Kinesis
-        && config.consumer.enabled
-        && !consumer::registered_handlers().is_empty()
-    {
-        return Err(StartError::Config(config::ConfigError::Invalid {
-            name: "transport".to_owned(),
-            value: "kinesis".to_owned(),
-            reason: "the exactly-once consumer reads Kafka only so far; on Kinesis run the \
-                     relay alone (consumer.enabled = false, PROCON_CONSUMER_ENABLED=false)"
-                .to_owned(),
-        }));
-    }
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoTokioRuntime)?;
     let consumer = consumer::prepare(&config, consumer::registered_handlers()).map_err(
         |error| match &error {
             consumer::ConsumerSetupError::Transport(transport) => {
@@ -116,7 +105,6 @@ pub fn start(config: Config) -> Result<Runtime, StartError> {
             _ => StartError::Consumer(error),
         },
     )?;
-    let handle = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoTokioRuntime)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let relay = if config.relay.enabled {
         relay::check_declarations(&config.relay)?;

@@ -34,6 +34,7 @@ pub use procon_runtime::register_batch_handler;
 pub use procon_runtime::register_handler;
 pub use procon_runtime::register_materializer;
 pub use procon_runtime::store::{migrate, MigrationError};
+pub use procon_runtime::transport::Position;
 pub use procon_runtime::{
     config, start, start_relay_with, Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy,
     KinesisConfig, PartitionBy, RateLimit, RelayConfig, Runtime, RuntimeError, StartError,

@@ -263,7 +263,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                     s.group_id,
                     s.topic,
                     s.partition,
-                    s.offset,
+                    s.position,
                     s.event.as_deref().unwrap_or("?"),
                     s.event_id
                         .map_or_else(|| "no id".to_owned(), |id| id.to_string()),
@@ -313,7 +313,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                 };
                 println!(
                     "resumed {topic}[{partition}] ({lane}): offset {} {what}",
-                    s.offset
+                    s.position
                 );
             }
             Ok(())

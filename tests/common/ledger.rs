@@ -21,8 +21,8 @@ pub const CREATE_EFFECTS: &str = "CREATE TABLE IF NOT EXISTS effects (
     event_id UUID NOT NULL,
     account BIGINT NOT NULL,
     seq BIGINT NOT NULL,
-    kafka_partition INT NOT NULL,
-    kafka_offset BIGINT NOT NULL
+    partition INT NOT NULL,
+    position NUMERIC NOT NULL
 )";
 
 /// The payload of ledger events.
@@ -39,13 +39,14 @@ fn record(ctx: &mut HandlerContext<'_>, event: &Event<Entry>) -> Result<(), Hand
         .ok_or_else(|| HandlerError::msg("no `after`"))?;
     let at = ctx.coordinates().clone();
     diesel::sql_query(
-        "INSERT INTO effects (event_id, account, seq, kafka_partition, kafka_offset) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO effects (event_id, account, seq, partition, position) \
+         VALUES ($1, $2, $3, $4, $5::numeric)",
     )
     .bind::<SqlUuid, _>(event.event_id)
     .bind::<BigInt, _>(entry.account)
     .bind::<BigInt, _>(entry.seq)
     .bind::<Integer, _>(at.partition)
-    .bind::<BigInt, _>(at.offset)
+    .bind::<diesel::sql_types::Text, _>(at.position.to_string())
     .execute(ctx.conn())?;
     Ok(())
 }
@@ -137,4 +138,66 @@ pub fn effects(conn: &mut PgConnection) -> Vec<Effect> {
 /// Creates the effects table.
 pub fn create_effects(conn: &mut PgConnection) {
     conn.batch_execute(CREATE_EFFECTS).expect("create effects");
+}
+
+/// Emits credit events `seqs` through the outbox, spread over `keys` accounts (account =
+/// seq % keys), a thousand per transaction.
+pub fn emit_credits(
+    conn: &mut PgConnection,
+    topic: &str,
+    seqs: std::ops::RangeInclusive<i64>,
+    keys: i64,
+) {
+    use diesel::Connection;
+    use procon::OutboxExt;
+    let seqs: Vec<i64> = seqs.collect();
+    for chunk in seqs.chunks(1000) {
+        conn.transaction(|conn| {
+            for &seq in chunk {
+                CreditOut(Out {
+                    entity_topic: topic.to_owned(),
+                    entry: Entry {
+                        account: seq % keys,
+                        seq,
+                    },
+                })
+                .emit_created(conn)?;
+            }
+            Ok::<_, procon::EmitError>(())
+        })
+        .expect("emit credits");
+    }
+}
+
+/// Asserts that every event id has one effect, that the effects are exactly seq 1..=count,
+/// and that each account's effects were applied in seq order.
+pub fn assert_exactly_once_in_key_order(conn: &mut PgConnection, count: i64) {
+    let effects = effects(conn);
+    let mut per_event: std::collections::HashMap<&str, usize> = Default::default();
+    for effect in &effects {
+        *per_event.entry(&effect.event_id).or_default() += 1;
+    }
+    let doubled: Vec<_> = per_event.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        doubled.is_empty(),
+        "events applied more than once: {doubled:?}"
+    );
+    let mut seqs: Vec<i64> = effects.iter().map(|e| e.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=count).collect::<Vec<_>>(), "every event applied");
+    let mut last: std::collections::HashMap<i64, i64> = Default::default();
+    for effect in &effects {
+        let previous = last.insert(effect.account, effect.seq).unwrap_or(0);
+        assert!(
+            previous < effect.seq,
+            "account {} applied seq {} after {previous}",
+            effect.account,
+            effect.seq
+        );
+    }
+}
+
+/// How many effects are recorded.
+pub fn effect_count(conn: &mut PgConnection) -> usize {
+    effects(conn).len()
 }

@@ -27,6 +27,18 @@ pub fn spawn_relay(db_url: &str, brokers: &str, name: &str) -> Child {
 /// The ledger test consumer as group `group`, reading the ledger events from `topic`. Kafka
 /// offsets are never committed, so every restart after a kill starts from PostgreSQL's positions.
 pub fn spawn_consumer(db_url: &str, brokers: &str, group: &str, topic: &str, name: &str) -> Child {
+    spawn_consumer_with(db_url, brokers, group, topic, name, &[])
+}
+
+/// [`spawn_consumer`] with more `PROCON_*` variables (another transport, its settings).
+pub fn spawn_consumer_with(
+    db_url: &str,
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    name: &str,
+    vars: &[(&str, String)],
+) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_procon-test-consumer"));
     command
         .env("PROCON_DATABASE_URL", db_url)
@@ -44,5 +56,6 @@ pub fn spawn_consumer(db_url: &str, brokers: &str, group: &str, topic: &str, nam
         let variable = option.to_uppercase().replace('.', "_");
         command.env(format!("PROCON_CONSUMER_KAFKA_{variable}"), value);
     }
+    command.envs(vars.iter().map(|(name, value)| (name, value)));
     command.spawn().expect("spawn the test consumer")
 }

@@ -2,6 +2,7 @@
 //! are librdkafka's own options, passed through in [`super::Config::kafka`]).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::{invalid, parse, ConfigError};
 
@@ -43,6 +44,14 @@ pub struct KinesisConfig {
     pub endpoint_url: Option<String>,
     /// `PutRecords` requests the relay keeps in flight at once. Default 8.
     pub max_requests_in_flight: usize,
+    /// How long a consumer's shard lease lasts without renewal: a member that died gives its
+    /// shards up this long after its last heartbeat (renewals run every third of it).
+    /// Default 10 s.
+    pub lease_ttl: Duration,
+    /// How long a consumer waits before reading a shard again after a read that returned no
+    /// record (AWS allows five reads per second and shard, shared by every reader of the
+    /// stream). Default 200 ms.
+    pub idle_poll_interval: Duration,
 }
 
 impl Default for KinesisConfig {
@@ -51,6 +60,8 @@ impl Default for KinesisConfig {
             region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_owned()),
             endpoint_url: None,
             max_requests_in_flight: 8,
+            lease_ttl: Duration::from_secs(10),
+            idle_poll_interval: Duration::from_millis(200),
         }
     }
 }
@@ -80,6 +91,13 @@ pub(super) fn from_vars(
     if let Some(v) = vars.get("PROCON_KINESIS_MAX_REQUESTS_IN_FLIGHT") {
         kinesis.max_requests_in_flight = parse("PROCON_KINESIS_MAX_REQUESTS_IN_FLIGHT", v)?;
     }
+    if let Some(v) = vars.get("PROCON_KINESIS_LEASE_TTL_MS") {
+        kinesis.lease_ttl = Duration::from_millis(parse("PROCON_KINESIS_LEASE_TTL_MS", v)?);
+    }
+    if let Some(v) = vars.get("PROCON_KINESIS_IDLE_POLL_INTERVAL_MS") {
+        kinesis.idle_poll_interval =
+            Duration::from_millis(parse("PROCON_KINESIS_IDLE_POLL_INTERVAL_MS", v)?);
+    }
     Ok((transport, kinesis))
 }
 
@@ -93,6 +111,13 @@ pub(super) fn validate(kinesis: &KinesisConfig) -> Result<(), ConfigError> {
             "kinesis.max_requests_in_flight",
             "0",
             "must be at least 1 (nothing could be sent)",
+        ));
+    }
+    if kinesis.lease_ttl < Duration::from_millis(300) {
+        return Err(invalid(
+            "kinesis.lease_ttl",
+            &format!("{:?}", kinesis.lease_ttl),
+            "must be at least 300 ms (a lease is renewed every third of it)",
         ));
     }
     if let Some(url) = &kinesis.endpoint_url {
@@ -120,6 +145,8 @@ mod tests {
             ("PROCON_KINESIS_REGION", "eu-west-1"),
             ("PROCON_KINESIS_ENDPOINT_URL", "http://127.0.0.1:4568"),
             ("PROCON_KINESIS_MAX_REQUESTS_IN_FLIGHT", "3"),
+            ("PROCON_KINESIS_LEASE_TTL_MS", "4000"),
+            ("PROCON_KINESIS_IDLE_POLL_INTERVAL_MS", "50"),
         ])
         .unwrap();
         assert_eq!(config.transport, Transport::Kinesis);
@@ -129,6 +156,8 @@ mod tests {
             Some("http://127.0.0.1:4568")
         );
         assert_eq!(config.kinesis.max_requests_in_flight, 3);
+        assert_eq!(config.kinesis.lease_ttl, Duration::from_secs(4));
+        assert_eq!(config.kinesis.idle_poll_interval, Duration::from_millis(50));
     }
 
     #[test]
@@ -159,6 +188,8 @@ mod tests {
         assert!(error.contains("expected `kafka` or `kinesis`"), "{error}");
         let error = with("PROCON_KINESIS_MAX_REQUESTS_IN_FLIGHT", "0");
         assert!(error.contains("kinesis.max_requests_in_flight"), "{error}");
+        let error = with("PROCON_KINESIS_LEASE_TTL_MS", "100");
+        assert!(error.contains("kinesis.lease_ttl"), "{error}");
         let error = with("PROCON_KINESIS_ENDPOINT_URL", "localhost:4568");
         assert!(error.contains("http://"), "{error}");
     }

@@ -19,7 +19,7 @@ use super::handler::{
 use super::store;
 use crate::config::UnknownEvents;
 use crate::event::headers;
-use crate::transport::{Message, PartitionId};
+use crate::transport::{Message, PartitionId, Position};
 
 /// The handlers of one consumer, by (topic as handlers name it, event name).
 #[derive(Debug, Default)]
@@ -130,7 +130,7 @@ impl<'a> Incoming<'a> {
             coordinates: Coordinates {
                 topic: message.partition.topic.clone(),
                 partition: message.partition.partition,
-                offset: message.position.as_offset(),
+                position: message.position,
             },
             event_header: message.header(headers::EVENT_NAME),
             event_id_header: message.header(headers::EVENT_ID),
@@ -145,10 +145,10 @@ const COORDINATES_NAMESPACE: Uuid = Uuid::from_u128(0x7072_6f63_6f6e_0000_8000_0
 
 /// The event id of a message that carries none: derived from where it sits, so that the same
 /// message read again gets the same id.
-pub(crate) fn synthetic_event_id(topic: &str, partition: i32, offset: i64) -> Uuid {
+pub(crate) fn synthetic_event_id(topic: &str, partition: i32, position: Position) -> Uuid {
     Uuid::new_v5(
         &COORDINATES_NAMESPACE,
-        format!("{topic}/{partition}/{offset}").as_bytes(),
+        format!("{topic}/{partition}/{position}").as_bytes(),
     )
 }
 
@@ -270,7 +270,7 @@ fn identify<'m, 'a>(
             synthetic_event_id(
                 &coordinates.topic,
                 coordinates.partition,
-                coordinates.offset,
+                coordinates.position,
             )
         });
     let registration = registry.handler(&coordinates.topic, &event);
@@ -307,13 +307,13 @@ pub(crate) struct UnitFailed {
 
 /// Applies `messages` of one partition (runs of lanes, each in order) in one transaction:
 /// record their event ids, run the handler of each new one, check the claim, commit; then
-/// forget the counted failures of `retried` offsets. On any error the whole transaction is
+/// forget the counted failures of `retried` positions. On any error the whole transaction is
 /// rolled back and nothing of the unit stays.
 pub(crate) fn apply_unit(
     conn: &mut PgConnection,
     unit: &UnitContext<'_>,
     messages: &[Incoming<'_>],
-    retried: &[i64],
+    retried: &[Position],
 ) -> Result<Vec<Applied>, UnitFailed> {
     let Some(first) = messages.first() else {
         return Ok(Vec::new());
@@ -422,7 +422,7 @@ fn run_handler(
         handler = registration.name,
         topic = %coordinates.topic,
         partition = coordinates.partition,
-        offset = coordinates.offset,
+        offset = %coordinates.position,
     );
     crate::trace::set_parent(&span, item.message.traceparent_header);
     let _entered = span.enter();
@@ -455,7 +455,7 @@ fn run_batch(
         handler = registration.name,
         topic = %coordinates.topic,
         partition = coordinates.partition,
-        first_offset = coordinates.offset,
+        first_offset = %coordinates.position,
         events = indices.len(),
     );
     let _entered = span.enter();
@@ -525,7 +525,7 @@ impl From<diesel::result::Error> for ApplyError {
             coordinates: Coordinates {
                 topic: String::new(),
                 partition: -1,
-                offset: -1,
+                position: Position::ZERO,
             },
             source,
         }

@@ -22,6 +22,7 @@ use super::stopped::{record_stop, StoppedPartition};
 use super::store;
 use crate::config::Exhausted;
 use crate::event::{headers, EventKind, Metadata, SCHEMA_VERSION};
+use crate::transport::Position;
 
 /// The payload (`after`) of an `event.error.<event name>` event: what failed, where, and why.
 /// Handlers of error events take `Event<FailedEvent>`.
@@ -41,8 +42,8 @@ pub struct FailedEvent {
     pub topic: String,
     /// Its partition.
     pub partition: i32,
-    /// Its offset.
-    pub offset: i64,
+    /// Its position (the Kafka offset), as decimal text.
+    pub position: Position,
     /// Its payload: the JSON document, or the bytes as (lossy) text when not JSON.
     pub payload: serde_json::Value,
 }
@@ -105,7 +106,7 @@ pub(crate) fn settle(
                         group_id: failed.group.to_owned(),
                         topic: at.topic.clone(),
                         partition: at.partition,
-                        offset: at.offset,
+                        position: at.position,
                         event_id: failed.event_id,
                         event: failed.event.clone(),
                         error: failed.error.clone(),
@@ -144,7 +145,8 @@ pub(crate) fn settle(
                 partition: unit.partition.clone(),
             });
         }
-        store::clear_failures(conn, unit.group, unit.partition, &[at.offset]).map_err(database)?;
+        store::clear_failures(conn, unit.group, unit.partition, &[at.position])
+            .map_err(database)?;
         Ok(settled)
     })
 }
@@ -182,7 +184,7 @@ fn write_dead_letter(
         ("procon-dlq-group", failed.group.to_owned()),
         ("procon-dlq-topic", at.topic.clone()),
         ("procon-dlq-partition", at.partition.to_string()),
-        ("procon-dlq-offset", at.offset.to_string()),
+        ("procon-dlq-offset", at.position.to_string()),
     ] {
         extra.insert(name.to_owned(), value);
     }
@@ -241,7 +243,7 @@ fn write_error_event(
             event: failed.event.clone(),
             topic: at.topic.clone(),
             partition: at.partition,
-            offset: at.offset,
+            position: at.position,
             payload,
         }),
         metadata: Metadata::new(),

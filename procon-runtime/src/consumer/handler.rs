@@ -8,6 +8,7 @@ use diesel::pg::PgConnection;
 use serde::de::DeserializeOwned;
 
 use crate::event::Envelope;
+use crate::transport::Position;
 
 /// Where a message was read from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -16,13 +17,14 @@ pub struct Coordinates {
     pub topic: String,
     /// The partition.
     pub partition: i32,
-    /// The message's offset in the partition.
-    pub offset: i64,
+    /// The message's position in the partition: the Kafka offset; on Kinesis ten times the
+    /// record's sequence number (see [`Position`]).
+    pub position: Position,
 }
 
 impl fmt::Display for Coordinates {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}[{}]@{}", self.topic, self.partition, self.offset)
+        write!(f, "{}[{}]@{}", self.topic, self.partition, self.position)
     }
 }
 
@@ -32,7 +34,7 @@ impl fmt::Display for Coordinates {
 pub struct Event<T> {
     /// The envelope: event id, name, kind, key, before / after, metadata.
     pub envelope: Envelope<T>,
-    /// Topic, partition and offset of the message.
+    /// Topic, partition and position of the message.
     pub coordinates: Coordinates,
 }
 

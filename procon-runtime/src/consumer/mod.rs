@@ -62,8 +62,9 @@ pub use stopped::{
     resume_lane, resume_partition, stopped_partitions, Resume, ResumeError, StoppedPartition,
 };
 
-use crate::config::Config;
+use crate::config::{Config, Transport};
 use crate::transport::kafka::KafkaSource;
+use crate::transport::kinesis::KinesisSource;
 use crate::transport::{Source, TransportError};
 use pipeline::{Pipeline, PipelineOwnership};
 
@@ -107,11 +108,11 @@ pub(crate) fn prepare(
         Status::default(),
     ));
     let ownership = Arc::new(PipelineOwnership(pipeline.clone()));
-    let source = KafkaSource::subscribe(config, &topics, ownership)?;
-    Ok(Some(Prepared {
-        pipeline,
-        source: Box::new(source),
-    }))
+    let source: Box<dyn Source> = match config.transport {
+        Transport::Kafka => Box::new(KafkaSource::subscribe(config, &topics, ownership)?),
+        Transport::Kinesis => Box::new(KinesisSource::subscribe(config, &topics, ownership)?),
+    };
+    Ok(Some(Prepared { pipeline, source }))
 }
 
 impl Prepared {

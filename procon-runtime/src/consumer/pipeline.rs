@@ -49,8 +49,8 @@ pub(crate) struct PartitionWork {
     pub(crate) watermark: Watermark,
     /// The watermark last stored.
     pub(crate) stored: Option<Position>,
-    /// Counted failures by offset, as left by earlier attempts (also by earlier owners).
-    pub(crate) failures: HashMap<i64, u32>,
+    /// Counted failures by position, as left by earlier attempts (also by earlier owners).
+    pub(crate) failures: HashMap<Position, u32>,
     pub(crate) held: Option<Held>,
     /// Paused at the source by this member (held, fenced, or `max_in_flight` pending).
     pub(crate) paused: bool,
@@ -99,8 +99,9 @@ pub(crate) struct Unit {
     pub(crate) partition: PartitionId,
     pub(crate) epoch: i64,
     pub(crate) taken: Taken<Message>,
-    /// Offsets in the unit that failed before (their counted failures are cleared on success).
-    pub(crate) retried: Vec<i64>,
+    /// Positions in the unit that failed before (their counted failures are cleared on
+    /// success).
+    pub(crate) retried: Vec<Position>,
 }
 
 #[derive(Debug, Default)]
@@ -298,7 +299,7 @@ impl Pipeline {
                 let retried = taken
                     .lanes
                     .iter()
-                    .flat_map(|(_, ms)| ms.iter().map(|m| m.position.as_offset()))
+                    .flat_map(|(_, ms)| ms.iter().map(|m| m.position))
                     .filter(|o| work.failures.contains_key(o))
                     .collect();
                 found = Some((
@@ -345,7 +346,7 @@ impl Pipeline {
         if let Some(work) = board.partitions.get_mut(partition) {
             for position in done {
                 work.watermark.done(*position);
-                work.failures.remove(&position.as_offset());
+                work.failures.remove(position);
             }
             work.lanes.complete(lane, done.len());
         }
@@ -397,18 +398,18 @@ impl Pipeline {
         self.reported.notify_all();
     }
 
-    /// Counts one failed attempt of the message at `offset`; returns the counted failures.
+    /// Counts one failed attempt of the message at `at`; returns the counted failures.
     pub(crate) fn count_failure(
         &self,
         partition: &PartitionId,
-        offset: i64,
+        at: Position,
         stored: Option<u32>,
     ) -> u32 {
         let mut board = self.board();
         let Some(work) = board.partitions.get_mut(partition) else {
             return stored.unwrap_or(1);
         };
-        let count = work.failures.entry(offset).or_insert(0);
+        let count = work.failures.entry(at).or_insert(0);
         *count = stored.unwrap_or(*count + 1).max(*count + 1);
         *count
     }
@@ -474,13 +475,7 @@ impl Pipeline {
         };
         let mut stored = Vec::new();
         for (partition, epoch, next) in changed {
-            match store::store_watermark(
-                &mut conn,
-                &self.group,
-                &partition,
-                epoch,
-                next.as_offset(),
-            ) {
+            match store::store_watermark(&mut conn, &self.group, &partition, epoch, next) {
                 Ok(true) => {
                     if let Some(work) = self.board().partitions.get_mut(&partition) {
                         work.stored = Some(next);
@@ -530,7 +525,7 @@ impl Pipeline {
                 tracing::error!(%error, %partition, "could not claim the partition (reading its stored position); it stays paused until the database answers");
                 let mut work = PartitionWork::new(
                     Claim {
-                        next_offset: -1,
+                        next: None,
                         epoch: -1,
                     },
                     None,
@@ -552,12 +547,14 @@ impl Pipeline {
     ) -> Result<(PartitionWork, StartAt), ClaimError> {
         let mut conn = self.pool.get()?;
         let claim = store::claim(&mut conn, &self.group, partition)?;
-        let start = (claim.next_offset >= 0).then(|| Position::offset(claim.next_offset));
+        let start = claim.next;
         let mut work = PartitionWork::new(claim, start);
         work.batching = self.registry.has_batch_handler(&partition.topic);
         for failure in store::failures(&mut conn, &self.group, partition)? {
-            work.failures
-                .insert(failure.offset, u32::try_from(failure.attempts).unwrap_or(0));
+            work.failures.insert(
+                failure.position,
+                u32::try_from(failure.attempts).unwrap_or(0),
+            );
         }
         match start {
             Some(stored) if self.config.check_position_range && check_range => {
@@ -709,14 +706,14 @@ pub(crate) fn out_of_range(
         group_id: group.to_owned(),
         topic: partition.topic.clone(),
         partition: partition.partition,
-        offset: stored.as_offset(),
+        position: stored,
         event_id: None,
         event: None,
         error,
         attempts: 0,
         stopped_at: chrono::Utc::now(),
         lane: String::new(),
-        reset_to: Some(reset_to.as_offset()),
+        reset_to: Some(reset_to),
     })
 }
 
@@ -759,14 +756,14 @@ mod tests {
         assert!(out_of_range("g", &p, Position::offset(5), range(0, 5)).is_none());
         assert!(out_of_range("g", &p, Position::offset(0), range(0, 5)).is_none());
         let beyond = out_of_range("g", &p, Position::offset(1000), range(0, 5)).unwrap();
-        assert_eq!(beyond.reset_to, Some(5));
+        assert_eq!(beyond.reset_to, Some(Position::offset(5)));
         assert!(
             beyond.error.contains("beyond the log end 5"),
             "{}",
             beyond.error
         );
         let below = out_of_range("g", &p, Position::offset(3), range(10, 20)).unwrap();
-        assert_eq!(below.reset_to, Some(10));
+        assert_eq!(below.reset_to, Some(Position::offset(10)));
         assert!(
             below.error.contains("below the log start 10"),
             "{}",

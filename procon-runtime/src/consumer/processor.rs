@@ -183,7 +183,7 @@ impl Processor<'_> {
             self.conn,
             &pipeline.group,
             partition,
-            at.offset,
+            at.position,
             &error_text,
         ) {
             Ok(count) => Some(count),
@@ -192,7 +192,7 @@ impl Processor<'_> {
                 None
             }
         };
-        let failures = pipeline.count_failure(partition, at.offset, stored);
+        let failures = pipeline.count_failure(partition, at.position, stored);
         let policy = pipeline
             .registry
             .failure_policy(&pipeline.config, &partition.topic);
@@ -241,7 +241,7 @@ impl Processor<'_> {
                 .collect(),
             event,
             consumed_id: event_id
-                .unwrap_or_else(|| synthetic_event_id(&at.topic, at.partition, at.offset)),
+                .unwrap_or_else(|| synthetic_event_id(&at.topic, at.partition, at.position)),
             event_id,
             error: error_text.clone(),
             attempts: failures,

@@ -32,7 +32,7 @@ impl Stall {
             coordinates: Coordinates {
                 topic: stop.topic.clone(),
                 partition: stop.partition,
-                offset: stop.offset,
+                position: stop.position,
             },
             lane: stop.lane.clone(),
             attempts: u32::try_from(stop.attempts).unwrap_or(0),

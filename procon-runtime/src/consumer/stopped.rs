@@ -9,13 +9,13 @@
 
 use chrono::{DateTime, Utc};
 use diesel::pg::PgConnection;
-use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 use uuid::Uuid;
 
 use super::apply::synthetic_event_id;
 use super::store;
-use crate::transport::PartitionId;
+use crate::transport::{PartitionId, Position};
 
 /// A partition, or one lane (key) of it, stopped on a message that failed every attempt, or
 /// on a stored position outside the log's range.
@@ -30,9 +30,10 @@ pub struct StoppedPartition {
     /// The partition.
     #[diesel(sql_type = Integer)]
     pub partition: i32,
-    /// The offset of the failed message.
-    #[diesel(sql_type = BigInt)]
-    pub offset: i64,
+    /// The position (Kafka offset) of the failed message, or the stored position that is
+    /// outside the log's range.
+    #[diesel(sql_type = Text)]
+    pub position: Position,
     /// Its event id, when it had one.
     #[diesel(sql_type = Nullable<SqlUuid>)]
     pub event_id: Option<Uuid>,
@@ -54,12 +55,12 @@ pub struct StoppedPartition {
     pub lane: String,
     /// When the stored position was outside the log's range: the position
     /// [`Resume::Reset`] moves it to.
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub reset_to: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub reset_to: Option<Position>,
 }
 
-const COLUMNS: &str = "group_id, topic, partition, \"offset\", event_id, event, error, attempts, \
-     stopped_at, lane, reset_to";
+const COLUMNS: &str = "group_id, topic, partition, \"offset\"::text AS position, event_id, event, \
+     error, attempts, stopped_at, lane, reset_to::text AS reset_to";
 
 /// The stopped partitions of `group`, or of every group.
 pub fn stopped_partitions(
@@ -170,9 +171,9 @@ fn resume(
                 (Resume::Skip, None) => {
                     let id = stopped
                         .event_id
-                        .unwrap_or_else(|| synthetic_event_id(topic, partition, stopped.offset));
+                        .unwrap_or_else(|| synthetic_event_id(topic, partition, stopped.position));
                     store::record_events(conn, group, &[id])?;
-                    store::clear_failures(conn, group, &at, &[stopped.offset])?;
+                    store::clear_failures(conn, group, &at, &[stopped.position])?;
                 }
                 (Resume::Skip, Some(_)) => {
                     return Err(ResumeError::NothingToSkip {
@@ -181,7 +182,7 @@ fn resume(
                     })
                 }
                 (Resume::Retry, _) => {
-                    store::clear_failures(conn, group, &at, &[stopped.offset])?;
+                    store::clear_failures(conn, group, &at, &[stopped.position])?;
                 }
             }
         }
@@ -197,7 +198,7 @@ pub(crate) fn record_stop(
     diesel::sql_query(
         "INSERT INTO procon_stopped_partitions \
            (group_id, topic, partition, \"offset\", event_id, event, error, attempts, lane, reset_to) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         VALUES ($1, $2, $3, $4::numeric, $5, $6, $7, $8, $9, $10::numeric) \
          ON CONFLICT (group_id, topic, partition, lane) DO UPDATE SET \"offset\" = EXCLUDED.\"offset\", \
            event_id = EXCLUDED.event_id, event = EXCLUDED.event, error = EXCLUDED.error, \
            attempts = EXCLUDED.attempts, reset_to = EXCLUDED.reset_to, stopped_at = now()",
@@ -205,13 +206,13 @@ pub(crate) fn record_stop(
     .bind::<Text, _>(&stopped.group_id)
     .bind::<Text, _>(&stopped.topic)
     .bind::<Integer, _>(stopped.partition)
-    .bind::<BigInt, _>(stopped.offset)
+    .bind::<Text, _>(stopped.position.to_string())
     .bind::<Nullable<SqlUuid>, _>(stopped.event_id)
     .bind::<Nullable<Text>, _>(stopped.event.as_deref())
     .bind::<Text, _>(&stopped.error)
     .bind::<Integer, _>(stopped.attempts)
     .bind::<Text, _>(&stopped.lane)
-    .bind::<Nullable<BigInt>, _>(stopped.reset_to)
+    .bind::<Nullable<Text>, _>(stopped.reset_to.map(|p| p.to_string()))
     .execute(conn)?;
     Ok(())
 }

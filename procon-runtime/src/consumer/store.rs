@@ -9,18 +9,39 @@ use diesel::sql_types::{Array, BigInt, Double, Integer, Text, Uuid as SqlUuid};
 use diesel::{OptionalExtension, QueryableByName, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::transport::PartitionId;
+use crate::transport::{PartitionId, Position};
+
+/// Positions are stored as `numeric` and read back as text (`numeric::text`).
+impl diesel::deserialize::FromSql<Text, diesel::pg::Pg> for Position {
+    fn from_sql(value: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        let text = <String as diesel::deserialize::FromSql<Text, diesel::pg::Pg>>::from_sql(value)?;
+        Ok(text.parse()?)
+    }
+}
+
+/// A stored position, read as `numeric::text`.
+fn position(text: &str) -> diesel::QueryResult<Position> {
+    text.parse()
+        .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
+}
 
 /// A partition claimed by this member: where it was left, and the epoch that fences the
 /// previous owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Claim {
-    /// The stored watermark; -1 when nothing of the partition was applied yet.
-    #[diesel(sql_type = BigInt)]
-    pub(crate) next_offset: i64,
+    /// The stored watermark; `None` when nothing of the partition was applied yet.
+    pub(crate) next: Option<Position>,
     /// This member's epoch for the partition.
-    #[diesel(sql_type = BigInt)]
     pub(crate) epoch: i64,
+}
+
+#[derive(QueryableByName)]
+struct ClaimRow {
+    /// The stored watermark as text; "-1" when nothing was applied yet.
+    #[diesel(sql_type = Text)]
+    next_offset: String,
+    #[diesel(sql_type = BigInt)]
+    epoch: i64,
 }
 
 /// Claims `partition` for this member: increments its epoch (waiting for the transactions of
@@ -31,17 +52,26 @@ pub(crate) fn claim(
     group: &str,
     partition: &PartitionId,
 ) -> diesel::QueryResult<Claim> {
-    diesel::sql_query(
+    let row: ClaimRow = diesel::sql_query(
         "INSERT INTO procon_consumer_offsets (group_id, topic, partition, next_offset, epoch) \
          VALUES ($1, $2, $3, -1, 1) \
          ON CONFLICT (group_id, topic, partition) DO UPDATE \
            SET epoch = procon_consumer_offsets.epoch + 1, updated_at = now() \
-         RETURNING next_offset, epoch",
+         RETURNING next_offset::text AS next_offset, epoch",
     )
     .bind::<Text, _>(group)
     .bind::<Text, _>(&partition.topic)
     .bind::<Integer, _>(partition.partition)
-    .get_result(conn)
+    .get_result(conn)?;
+    let next = if row.next_offset.starts_with('-') {
+        None
+    } else {
+        Some(position(&row.next_offset)?)
+    };
+    Ok(Claim {
+        next,
+        epoch: row.epoch,
+    })
 }
 
 #[derive(QueryableByName)]
@@ -79,17 +109,17 @@ pub(crate) fn store_watermark(
     group: &str,
     partition: &PartitionId,
     epoch: i64,
-    next_offset: i64,
+    next: Position,
 ) -> diesel::QueryResult<bool> {
     let updated = diesel::sql_query(
-        "UPDATE procon_consumer_offsets SET next_offset = $5, updated_at = now() \
+        "UPDATE procon_consumer_offsets SET next_offset = $5::numeric, updated_at = now() \
          WHERE group_id = $1 AND topic = $2 AND partition = $3 AND epoch = $4",
     )
     .bind::<Text, _>(group)
     .bind::<Text, _>(&partition.topic)
     .bind::<Integer, _>(partition.partition)
     .bind::<BigInt, _>(epoch)
-    .bind::<BigInt, _>(next_offset)
+    .bind::<Text, _>(next.to_string())
     .execute(conn)?;
     Ok(updated == 1)
 }
@@ -99,17 +129,17 @@ pub(crate) fn set_position(
     conn: &mut PgConnection,
     group: &str,
     partition: &PartitionId,
-    next_offset: i64,
+    next: Position,
 ) -> diesel::QueryResult<()> {
     diesel::sql_query(
         "INSERT INTO procon_consumer_offsets (group_id, topic, partition, next_offset) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, topic, partition) \
+         VALUES ($1, $2, $3, $4::numeric) ON CONFLICT (group_id, topic, partition) \
          DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
     )
     .bind::<Text, _>(group)
     .bind::<Text, _>(&partition.topic)
     .bind::<Integer, _>(partition.partition)
-    .bind::<BigInt, _>(next_offset)
+    .bind::<Text, _>(next.to_string())
     .execute(conn)?;
     Ok(())
 }
@@ -161,37 +191,40 @@ pub(crate) fn forget_events_older_than(
 }
 
 /// A message's counted failures so far.
-#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Failures {
-    /// Its offset.
-    #[diesel(sql_type = BigInt)]
-    pub(crate) offset: i64,
+    /// Its position.
+    pub(crate) position: Position,
     /// Counted failed attempts.
-    #[diesel(sql_type = Integer)]
     pub(crate) attempts: i32,
-    /// The last error.
-    #[diesel(sql_type = Text)]
-    pub(crate) error: String,
 }
 
-/// Counts one more failure of the message at `offset`; returns the count.
+#[derive(QueryableByName)]
+struct FailuresRow {
+    #[diesel(sql_type = Text)]
+    position: String,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+}
+
+/// Counts one more failure of the message at `at`; returns the count.
 pub(crate) fn count_failure(
     conn: &mut PgConnection,
     group: &str,
     partition: &PartitionId,
-    offset: i64,
+    at: Position,
     error: &str,
 ) -> diesel::QueryResult<u32> {
-    let row: Failures = diesel::sql_query(
+    let row: FailuresRow = diesel::sql_query(
         "INSERT INTO procon_consumer_failures (group_id, topic, partition, \"offset\", attempts, error) \
-         VALUES ($1, $2, $3, $4, 1, $5) ON CONFLICT (group_id, topic, partition, \"offset\") \
+         VALUES ($1, $2, $3, $4::numeric, 1, $5) ON CONFLICT (group_id, topic, partition, \"offset\") \
          DO UPDATE SET attempts = procon_consumer_failures.attempts + 1, error = EXCLUDED.error \
-         RETURNING \"offset\", attempts, error",
+         RETURNING \"offset\"::text AS position, attempts",
     )
     .bind::<Text, _>(group)
     .bind::<Text, _>(&partition.topic)
     .bind::<Integer, _>(partition.partition)
-    .bind::<BigInt, _>(offset)
+    .bind::<Text, _>(at.to_string())
     .bind::<Text, _>(error)
     .get_result(conn)?;
     Ok(u32::try_from(row.attempts).unwrap_or(0))
@@ -203,14 +236,22 @@ pub(crate) fn failures(
     group: &str,
     partition: &PartitionId,
 ) -> diesel::QueryResult<Vec<Failures>> {
-    diesel::sql_query(
-        "SELECT \"offset\", attempts, error FROM procon_consumer_failures \
+    let rows: Vec<FailuresRow> = diesel::sql_query(
+        "SELECT \"offset\"::text AS position, attempts FROM procon_consumer_failures \
          WHERE group_id = $1 AND topic = $2 AND partition = $3",
     )
     .bind::<Text, _>(group)
     .bind::<Text, _>(&partition.topic)
     .bind::<Integer, _>(partition.partition)
-    .load(conn)
+    .load(conn)?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Failures {
+                position: position(&row.position)?,
+                attempts: row.attempts,
+            })
+        })
+        .collect()
 }
 
 /// Forgets the failures of messages that are now applied or settled.
@@ -218,19 +259,24 @@ pub(crate) fn clear_failures(
     conn: &mut PgConnection,
     group: &str,
     partition: &PartitionId,
-    offsets: &[i64],
+    positions: &[Position],
 ) -> diesel::QueryResult<()> {
-    if offsets.is_empty() {
+    if positions.is_empty() {
         return Ok(());
     }
     diesel::sql_query(
         "DELETE FROM procon_consumer_failures \
-         WHERE group_id = $1 AND topic = $2 AND partition = $3 AND \"offset\" = ANY($4)",
+         WHERE group_id = $1 AND topic = $2 AND partition = $3 AND \"offset\" = ANY($4::numeric[])",
     )
     .bind::<Text, _>(group)
     .bind::<Text, _>(&partition.topic)
     .bind::<Integer, _>(partition.partition)
-    .bind::<Array<BigInt>, _>(offsets)
+    .bind::<Array<Text>, _>(
+        positions
+            .iter()
+            .map(Position::to_string)
+            .collect::<Vec<_>>(),
+    )
     .execute(conn)?;
     Ok(())
 }

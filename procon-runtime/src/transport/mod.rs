@@ -19,6 +19,9 @@
 
 pub mod kafka;
 pub mod kinesis;
+mod position;
+
+pub use position::{Position, PositionParseError};
 
 use std::fmt;
 use std::future::Future;
@@ -48,35 +51,6 @@ impl PartitionId {
 impl fmt::Display for PartitionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}[{}]", self.topic, self.partition)
-    }
-}
-
-/// Where a message sits in its partition: opaque to the runtime, which only compares
-/// positions, stores them and hands them back to their source. Kafka positions are offsets; a
-/// transport with other sequence numbers (Kinesis) maps them onto this ordered type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Position(i64);
-
-impl Position {
-    /// The position of Kafka offset `offset`.
-    pub const fn offset(offset: i64) -> Self {
-        Position(offset)
-    }
-
-    /// This position as a Kafka offset.
-    pub const fn as_offset(self) -> i64 {
-        self.0
-    }
-
-    /// The position right after this one: where to go on once this message is applied.
-    pub const fn after(self) -> Self {
-        Position(self.0 + 1)
-    }
-}
-
-impl fmt::Display for Position {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
     }
 }
 

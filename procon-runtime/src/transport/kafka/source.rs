@@ -43,6 +43,13 @@ impl ClientContext for OwnershipContext {
     }
 }
 
+/// The Kafka offset of a position. Every position of a Kafka partition came from an offset; a
+/// larger one (stored by another transport under the same group and topic) is past any log end,
+/// where Kafka's own reset policy applies.
+fn kafka_offset(position: Position) -> i64 {
+    position.as_offset().unwrap_or(i64::MAX)
+}
+
 fn partitions_of(list: &TopicPartitionList) -> Vec<PartitionId> {
     list.elements()
         .iter()
@@ -73,7 +80,7 @@ impl ConsumerContext for OwnershipContext {
                     partitions.into_iter().zip(starts).zip(elements.iter_mut())
                 {
                     let offset = match start {
-                        Some(StartAt::At(at)) => Offset::Offset(at.as_offset()),
+                        Some(StartAt::At(at)) => Offset::Offset(kafka_offset(at)),
                         Some(StartAt::Beginning) => Offset::Beginning,
                         None => {
                             held.push(partition.clone());
@@ -199,7 +206,7 @@ impl Source for KafkaSource {
     fn seek(&mut self, partition: &PartitionId, at: StartAt) -> Result<(), TransportError> {
         let offset = match at {
             StartAt::Beginning => Offset::Beginning,
-            StartAt::At(position) => Offset::Offset(position.as_offset()),
+            StartAt::At(position) => Offset::Offset(kafka_offset(position)),
         };
         self.consumer.seek(
             &partition.topic,
@@ -223,9 +230,9 @@ impl Source for KafkaSource {
     }
 
     fn hint_position(&mut self, partition: &PartitionId, next: Position) {
-        let _ = self
-            .consumer
-            .store_offset(&partition.topic, partition.partition, next.as_offset());
+        let _ =
+            self.consumer
+                .store_offset(&partition.topic, partition.partition, kafka_offset(next));
     }
 
     fn close(&mut self) {

@@ -13,10 +13,14 @@
 //! the relay hands it a key's next record only once the previous one is acknowledged, so a
 //! failed record can never be overtaken by a later record of its key.
 
+mod lease_store;
+mod leases;
 mod publisher;
 pub mod record;
+mod source;
 
 pub use publisher::KinesisPublisher;
+pub use source::KinesisSource;
 
 use std::time::Duration;
 
