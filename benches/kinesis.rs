@@ -1,11 +1,15 @@
-//! Scenario 9: the relay on Kinesis against a raw `aws-sdk-kinesis` producer, in the same run
-//! against the same emulator (`PROCON_BENCH_KINESIS_ENDPOINT`, default
-//! `http://127.0.0.1:4568`): `BENCH_KINESIS_EVENTS` (default 5,000: the emulator slows down as it holds more) events over 1,000 keys
-//! on a stream of 4 shards.
+//! Scenario 9: the relay and the exactly-once consumer on Kinesis against a raw
+//! `aws-sdk-kinesis` producer and reader, in the same run against the same emulator
+//! (`PROCON_BENCH_KINESIS_ENDPOINT`, default `http://127.0.0.1:4568`): `BENCH_KINESIS_EVENTS`
+//! (default 5,000: the emulator slows down as it holds more) events over 1,000 keys on a
+//! stream of 4 shards.
 //!
-//! The baseline sends the same record bytes (procon's header line and the envelope) with the
-//! same partition keys, in `PutRecords` calls of 500 records, 8 calls at once: what the
-//! relay's publisher does, without the outbox.
+//! The producer baseline sends the same record bytes (procon's header line and the envelope)
+//! with the same partition keys, in `PutRecords` calls of 500 records, 8 calls at once: what
+//! the relay's publisher does, without the outbox. The reader baseline reads the relay's
+//! stream with `GetRecords` (1,000 records a call) on the 4 shards at once and decodes each
+//! record; the consumer applies the same records, each in a transaction with one insert (the
+//! Kafka scenarios' handler), 8 processors.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +20,9 @@ use diesel::connection::SimpleConnection;
 use diesel::PgConnection;
 use procon::runtime::transport::kinesis::{self, record, Client};
 
-use super::{env_or, fill_outbox, outbox_len, BoxError, KEYS};
+use aws_sdk_kinesis::types::ShardIteratorType;
+
+use super::{env_or, exactly_once_consumer_with, fill_outbox, outbox_len, BoxError, KEYS};
 
 fn settings() -> procon::KinesisConfig {
     procon::KinesisConfig {
@@ -71,6 +77,57 @@ async fn raw_producer(
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Raw `GetRecords` on every shard of `stream` at once, from its oldest record, decoding each
+/// record, until `count` records are read.
+async fn raw_reader(client: &Client, stream: &str, count: usize) -> Result<f64, BoxError> {
+    let shards = client.list_shards().stream_name(stream).send().await?;
+    let started = Instant::now();
+    let reads = shards.shards().iter().map(|shard| {
+        let (client, stream, shard) = (
+            client.clone(),
+            stream.to_owned(),
+            shard.shard_id().to_owned(),
+        );
+        async move {
+            let mut iterator = client
+                .get_shard_iterator()
+                .stream_name(&stream)
+                .shard_id(&shard)
+                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .send()
+                .await?
+                .shard_iterator()
+                .map(str::to_owned);
+            let mut read = 0usize;
+            while let Some(current) = iterator.take() {
+                let page = client
+                    .get_records()
+                    .shard_iterator(current)
+                    .limit(1000)
+                    .send()
+                    .await?;
+                for r in page.records() {
+                    record::decode(r.data().as_ref())?;
+                    read += 1;
+                }
+                if page.records().is_empty() && page.millis_behind_latest() == Some(0) {
+                    break;
+                }
+                iterator = page.next_shard_iterator().map(str::to_owned);
+            }
+            Ok::<usize, BoxError>(read)
+        }
+    });
+    let mut read = 0;
+    for shard in futures::future::join_all(reads).await {
+        read += shard?;
+    }
+    if read < count {
+        return Err(format!("the raw reader found {read} of {count} records").into());
+    }
+    Ok(read as f64 / started.elapsed().as_secs_f64())
+}
+
 /// Scenario 9; prints its lines.
 pub async fn scenario(url: &str, conn: &mut PgConnection, run: &str) -> Result<(), BoxError> {
     let events: i64 = env_or("BENCH_KINESIS_EVENTS", "5000").parse()?;
@@ -110,6 +167,15 @@ pub async fn scenario(url: &str, conn: &mut PgConnection, run: &str) -> Result<(
     println!(
         "kinesis relay draining the outbox:    {relay:>9.0} events/s   ({:.2}x raw PutRecords)",
         relay / raw
+    );
+    let reader = raw_reader(&client, &relay_stream, events as usize).await?;
+    println!("kinesis raw GetRecords (baseline):    {reader:>9.0} events/s");
+    let mut config = procon::Config::new_kinesis(url, settings());
+    config.consumer.concurrency = 8;
+    let consumer = exactly_once_consumer_with(config, conn, &relay_stream, events, 1, 8).await?;
+    println!(
+        "kinesis exactly-once consumer:        {consumer:>9.0} events/s   ({:.3}x raw GetRecords)",
+        consumer / reader
     );
     Ok(())
 }

@@ -27,7 +27,8 @@
 //!    `target/release/procon`) draining `BENCH_RSS_EVENTS` (default 100,000; 0 skips it) events
 //!    of 10 KB.
 //!
-//! 9. the relay on Kinesis against raw `PutRecords` (see `kinesis.rs`; `BENCH_ONLY=kinesis`
+//! 9. the relay and the exactly-once consumer on Kinesis against raw `PutRecords` and raw
+//!    `GetRecords` (see `kinesis.rs`; `BENCH_ONLY=kinesis`
 //!    runs only it, and the full run ends with it).
 //!
 //! Latencies leave out `BENCH_WARMUP_EVENTS` (default one second's worth) sent first on both
@@ -598,11 +599,32 @@ async fn exactly_once_consumer(
     batch_size: usize,
     concurrency: usize,
 ) -> Result<f64, BoxError> {
+    let mut config = procon::Config::new(url, brokers);
+    config
+        .consumer
+        .kafka
+        .insert("session.timeout.ms".into(), "2000".into());
+    config
+        .consumer
+        .kafka
+        .insert("heartbeat.interval.ms".into(), "500".into());
+    exactly_once_consumer_with(config, conn, topic, count, batch_size, concurrency).await
+}
+
+/// The exactly-once consumer of `config`'s transport applying `count` events of `topic` with
+/// [`ApplyItem`]; events/s from the first applied event on.
+async fn exactly_once_consumer_with(
+    mut config: procon::Config,
+    conn: &mut PgConnection,
+    topic: &str,
+    count: i64,
+    batch_size: usize,
+    concurrency: usize,
+) -> Result<f64, BoxError> {
     conn.batch_execute(
         "DROP TABLE IF EXISTS bench_effects; CREATE TABLE bench_effects (event_id UUID NOT NULL)",
     )?;
-    let mut config = procon::Config::new(url, brokers)
-        .service_name(format!("bench-eo-{}", uuid::Uuid::now_v7().simple()));
+    config.service_name = format!("bench-eo-{}", uuid::Uuid::now_v7().simple());
     config.relay.enabled = false;
     config.consumer.batch_size = batch_size;
     config.consumer.concurrency = concurrency;
@@ -613,14 +635,6 @@ async fn exactly_once_consumer(
         .consumer
         .topics
         .insert(ApplyItem::TOPIC_NAME.to_owned(), topic.to_owned());
-    config
-        .consumer
-        .kafka
-        .insert("session.timeout.ms".into(), "2000".into());
-    config
-        .consumer
-        .kafka
-        .insert("heartbeat.interval.ms".into(), "500".into());
     let runtime = procon::start(config)?;
     let applied = |conn: &mut PgConnection| -> Result<i64, BoxError> {
         Ok(diesel::sql_query("SELECT count(*) AS n FROM bench_effects")

@@ -1,6 +1,7 @@
 //! What only the Kinesis consumer has to get right, on the emulator: resharding (a child shard
 //! is read only once its parents are applied to their end), shard leases moving between
-//! members through PostgreSQL, and records procon did not write (another producer's envelope
+//! members through PostgreSQL, throttled reads and expired iterators (injected on the wire by
+//! a proxy) losing no record, and records procon did not write (another producer's envelope
 //! is applied; bytes that are no event stall their shard with a clear error). The scenarios
 //! every transport shares are in `conformance.rs`.
 
@@ -200,4 +201,43 @@ async fn a_foreign_record_is_applied_and_bytes_that_are_no_event_stall_their_sha
         "the foreign record applied; nothing after the bad one"
     );
     runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn throttled_reads_and_expired_iterators_lose_no_record() {
+    use common::kinesis_faults::FaultProxy;
+    common::init_logs();
+    let db = TestDb::new("kinesis_faults");
+    common::ledger::create_effects(&mut db.conn());
+    let stream = kinesis::unique_stream("kc-faults");
+    kinesis::create_stream(&kinesis::client(), &stream, 2).await;
+    let group = kinesis::unique_stream("kc-faults-group");
+    emit_credits(&mut db.conn(), &stream, 1..=600, 12);
+    publish(&db).await;
+    let upstream = kinesis::endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the emulator's host:port");
+    // Three throttles in a row: the SDK retries twice by itself, the third reaches procon.
+    // Expired iterators are not retried by the SDK.
+    let proxy = FaultProxy::start(
+        upstream,
+        Box::new(|n| match n {
+            4..=6 | 15..=17 => Some("ProvisionedThroughputExceededException"),
+            9 | 10 | 21 => Some("ExpiredIteratorException"),
+            _ => None,
+        }),
+    )
+    .await;
+    let mut config = consumer_config(&db, &group, &stream);
+    config.kinesis.endpoint_url = Some(proxy.endpoint.clone());
+    // 25 records a read: the faults land in the middle of each shard, not after its end.
+    config.kinesis.max_records_per_read = 25;
+    let runtime = procon::start(config).unwrap();
+    common::wait_for("600 effects", LONG, || {
+        (effect_count(&mut db.conn()) >= 600).then_some(())
+    });
+    runtime.shutdown().await.unwrap();
+    assert_eq!(proxy.injected.load(std::sync::atomic::Ordering::SeqCst), 9);
+    assert_exactly_once_in_key_order(&mut db.conn(), 600);
 }

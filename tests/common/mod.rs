@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod db;
 pub mod kinesis;
+pub mod kinesis_faults;
 pub mod ledger;
 pub mod model;
 pub mod process;

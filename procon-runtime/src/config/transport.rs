@@ -52,6 +52,8 @@ pub struct KinesisConfig {
     /// record (AWS allows five reads per second and shard, shared by every reader of the
     /// stream). Default 200 ms.
     pub idle_poll_interval: Duration,
+    /// Records a consumer asks for per `GetRecords` call (1 to 10,000). Default 1,000.
+    pub max_records_per_read: i32,
 }
 
 impl Default for KinesisConfig {
@@ -62,6 +64,7 @@ impl Default for KinesisConfig {
             max_requests_in_flight: 8,
             lease_ttl: Duration::from_secs(10),
             idle_poll_interval: Duration::from_millis(200),
+            max_records_per_read: 1000,
         }
     }
 }
@@ -94,6 +97,9 @@ pub(super) fn from_vars(
     if let Some(v) = vars.get("PROCON_KINESIS_LEASE_TTL_MS") {
         kinesis.lease_ttl = Duration::from_millis(parse("PROCON_KINESIS_LEASE_TTL_MS", v)?);
     }
+    if let Some(v) = vars.get("PROCON_KINESIS_MAX_RECORDS_PER_READ") {
+        kinesis.max_records_per_read = parse("PROCON_KINESIS_MAX_RECORDS_PER_READ", v)?;
+    }
     if let Some(v) = vars.get("PROCON_KINESIS_IDLE_POLL_INTERVAL_MS") {
         kinesis.idle_poll_interval =
             Duration::from_millis(parse("PROCON_KINESIS_IDLE_POLL_INTERVAL_MS", v)?);
@@ -111,6 +117,13 @@ pub(super) fn validate(kinesis: &KinesisConfig) -> Result<(), ConfigError> {
             "kinesis.max_requests_in_flight",
             "0",
             "must be at least 1 (nothing could be sent)",
+        ));
+    }
+    if !(1..=10_000).contains(&kinesis.max_records_per_read) {
+        return Err(invalid(
+            "kinesis.max_records_per_read",
+            &kinesis.max_records_per_read.to_string(),
+            "must be between 1 and 10000 (the GetRecords limit)",
         ));
     }
     if kinesis.lease_ttl < Duration::from_millis(300) {
@@ -147,6 +160,7 @@ mod tests {
             ("PROCON_KINESIS_MAX_REQUESTS_IN_FLIGHT", "3"),
             ("PROCON_KINESIS_LEASE_TTL_MS", "4000"),
             ("PROCON_KINESIS_IDLE_POLL_INTERVAL_MS", "50"),
+            ("PROCON_KINESIS_MAX_RECORDS_PER_READ", "25"),
         ])
         .unwrap();
         assert_eq!(config.transport, Transport::Kinesis);
@@ -158,6 +172,7 @@ mod tests {
         assert_eq!(config.kinesis.max_requests_in_flight, 3);
         assert_eq!(config.kinesis.lease_ttl, Duration::from_secs(4));
         assert_eq!(config.kinesis.idle_poll_interval, Duration::from_millis(50));
+        assert_eq!(config.kinesis.max_records_per_read, 25);
     }
 
     #[test]
@@ -188,6 +203,8 @@ mod tests {
         assert!(error.contains("expected `kafka` or `kinesis`"), "{error}");
         let error = with("PROCON_KINESIS_MAX_REQUESTS_IN_FLIGHT", "0");
         assert!(error.contains("kinesis.max_requests_in_flight"), "{error}");
+        let error = with("PROCON_KINESIS_MAX_RECORDS_PER_READ", "10001");
+        assert!(error.contains("kinesis.max_records_per_read"), "{error}");
         let error = with("PROCON_KINESIS_LEASE_TTL_MS", "100");
         assert!(error.contains("kinesis.lease_ttl"), "{error}");
         let error = with("PROCON_KINESIS_ENDPOINT_URL", "localhost:4568");

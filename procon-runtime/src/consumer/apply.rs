@@ -302,7 +302,8 @@ pub(crate) struct UnitContext<'r> {
 pub(crate) struct UnitFailed {
     /// The index of the message that failed, when one did (not a commit failure or a fence).
     pub(crate) index: Option<usize>,
-    pub(crate) error: ApplyError,
+    /// Boxed: the error carries coordinates (a 256-bit position) and a source.
+    pub(crate) error: Box<ApplyError>,
 }
 
 /// Applies `messages` of one partition (runs of lanes, each in order) in one transaction:
@@ -324,7 +325,7 @@ pub(crate) fn apply_unit(
         .map(|(index, m)| {
             identify(unit.registry, unit.unknown, m).map_err(|error| UnitFailed {
                 index: Some(index),
-                error,
+                error: Box::new(error),
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -332,10 +333,10 @@ pub(crate) fn apply_unit(
         let coordinates = coordinates.clone();
         move |source| UnitFailed {
             index: None,
-            error: ApplyError::Database {
+            error: Box::new(ApplyError::Database {
                 coordinates,
                 source,
-            },
+            }),
         }
     };
     let mut after_commit: AfterCommit = Vec::new();
@@ -372,7 +373,7 @@ pub(crate) fn apply_unit(
                     run_handler(conn, unit.group, item, run, &mut after_commit).map_err(
                         |error| UnitFailed {
                             index: Some(index),
-                            error,
+                            error: Box::new(error),
                         },
                     )?;
                     Applied::Handled
@@ -390,9 +391,9 @@ pub(crate) fn apply_unit(
         {
             return Err(UnitFailed {
                 index: None,
-                error: ApplyError::Fenced {
+                error: Box::new(ApplyError::Fenced {
                     partition: unit.partition.clone(),
-                },
+                }),
             });
         }
         store::clear_failures(conn, unit.group, unit.partition, retried)
@@ -482,11 +483,11 @@ fn run_batch(
     let culprit = &identified[index.unwrap_or(indices[0])];
     Err(UnitFailed {
         index,
-        error: ApplyError::Dispatch {
+        error: Box::new(ApplyError::Dispatch {
             coordinates: culprit.message.coordinates.clone(),
             event: culprit.event.clone(),
             source,
-        },
+        }),
     })
 }
 
@@ -537,7 +538,7 @@ impl From<diesel::result::Error> for UnitFailed {
     fn from(source: diesel::result::Error) -> Self {
         UnitFailed {
             index: None,
-            error: ApplyError::from(source),
+            error: Box::new(ApplyError::from(source)),
         }
     }
 }

@@ -106,7 +106,7 @@ impl Processor<'_> {
             }
             Err(UnitFailed { index, error }) => {
                 drop(incoming);
-                self.failed(unit, index, error)
+                self.failed(unit, index, *error)
             }
         }
     }

@@ -1,4 +1,6 @@
 //! `#[derive(Materialize)]` and the same impl written by hand both compile and register.
+// `diesel::table!` makes public items without docs; the case is about the impls below.
+#![allow(missing_docs)]
 use diesel::pg::PgConnection;
 use procon::{Materialize, MaterializeError, MaterializeHooks};
 
@@ -30,7 +32,9 @@ impl Materialize for ByHand {
     const UPDATED: &'static str = "account.updated";
     const DELETED: &'static str = "account.deleted";
 
-    fn from_image(image: &procon::runtime::materialize::Image<'_>) -> Result<Self, MaterializeError> {
+    fn from_image(
+        image: &procon::runtime::materialize::Image<'_>,
+    ) -> Result<Self, MaterializeError> {
         Ok(ByHand {
             account_id: image.attribute("id", "account_id")?,
             email: image.attribute("profile.email", "email")?,
@@ -40,7 +44,10 @@ impl Materialize for ByHand {
     fn upsert(&self, conn: &mut PgConnection) -> diesel::QueryResult<usize> {
         use diesel::prelude::*;
         diesel::insert_into(customers::table)
-            .values((customers::account_id.eq(self.account_id), customers::email.eq(&self.email)))
+            .values((
+                customers::account_id.eq(self.account_id),
+                customers::email.eq(&self.email),
+            ))
             .on_conflict(customers::account_id)
             .do_update()
             .set(customers::email.eq(diesel::upsert::excluded(customers::email)))
@@ -62,6 +69,9 @@ fn main() {
         .iter()
         .map(|r| r.event)
         .collect();
-    assert_eq!(events.iter().filter(|e| **e == "account.created").count(), 2);
+    assert_eq!(
+        events.iter().filter(|e| **e == "account.created").count(),
+        2
+    );
     let _ = std::mem::size_of::<Derived>();
 }

@@ -12,8 +12,8 @@
 //! own. Starting at a position ending in 0 reads `AT_SEQUENCE_NUMBER`, any other
 //! `AFTER_SEQUENCE_NUMBER` of the record it follows: both are numbers Kinesis gave out.
 //!
-//! Reading: one `GetRecords` per leased, unpaused shard whose buffer is empty, all shards at
-//! once; a shard that returned nothing is read again after `kinesis.idle_poll_interval`.
+//! Reading: one `GetRecords` (`kinesis.max_records_per_read` records) per leased, unpaused
+//! shard whose buffer is empty, all shards at once; a shard that returned nothing is read again after `kinesis.idle_poll_interval`.
 //! Expired iterators are renewed from the last record delivered; throttling
 //! (`ProvisionedThroughputExceeded`) backs the shard off (200 ms doubling to 10 s) and keeps
 //! its iterator, so no position is lost. A shard read to its end (split or merged: no next
@@ -37,8 +37,6 @@ use crate::transport::{
     Bounds, Message, Ownership, PartitionId, Position, Source, StartAt, TransportError,
 };
 
-/// Records asked for per `GetRecords`.
-const RECORDS_PER_READ: i32 = 1000;
 /// The first delay after a throttled or failed read; it doubles up to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -411,12 +409,12 @@ impl KinesisSource {
                 )
             })
             .collect();
-        let client = self.client.clone();
+        let (client, limit) = (self.client.clone(), self.settings.max_records_per_read);
         let pages = self
             .runtime
             .block_on(futures::future::join_all(requests.into_iter().map(
                 |(stream, shard, iterator, start)| {
-                    read_shard(client.clone(), stream, shard, iterator, start)
+                    read_shard(client.clone(), stream, shard, iterator, start, limit)
                 },
             )));
         let now = Instant::now();
@@ -535,6 +533,7 @@ async fn read_shard(
     shard: String,
     iterator: Option<String>,
     start: StartAt,
+    limit: i32,
 ) -> Result<Page, KinesisError> {
     let iterator = match iterator {
         Some(iterator) => iterator,
@@ -563,7 +562,7 @@ async fn read_shard(
     let page = client
         .get_records()
         .shard_iterator(iterator)
-        .limit(RECORDS_PER_READ)
+        .limit(limit)
         .send()
         .await
         .map_err(|error| KinesisError::from_sdk("GetRecords", &error))?;
