@@ -14,12 +14,15 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod backoff;
 pub mod config;
 pub mod consumer;
 mod db;
 pub mod event;
 pub mod materialize;
+pub mod metrics;
 pub mod outbox;
 pub mod realtime;
 mod relay;
@@ -38,8 +41,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy, KinesisConfig, PartitionBy,
-    RateLimit, RelayConfig, Transport, UndeclaredTopics, UnknownEvents,
+    AdminConfig, Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy, KinesisConfig,
+    PartitionBy, RateLimit, RelayConfig, Transport, UndeclaredTopics, UnknownEvents,
 };
 
 /// Why [`start`] refused to start. Nothing was started.
@@ -55,6 +58,10 @@ pub enum StartError {
     /// The consumer could not be set up (two handlers for one event, a rejected option...).
     #[error("could not start the consumer: {0}")]
     Consumer(#[from] consumer::ConsumerSetupError),
+    /// The admin server could not listen (its address is in use...).
+    #[cfg(feature = "admin")]
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
     /// `start` was called outside a Tokio runtime.
     #[error("procon_runtime::start must be called from within a Tokio runtime (e.g. in `#[tokio::main]`)")]
     NoTokioRuntime,
@@ -83,6 +90,7 @@ pub struct Runtime {
     stop_consumer: Arc<AtomicBool>,
     consumer: Option<JoinHandle<()>>,
     consumer_status: consumer::Status,
+    admin: Option<JoinHandle<()>>,
 }
 
 /// Starts procon's background tasks on the current Tokio runtime: the relay (when enabled) and
@@ -93,6 +101,7 @@ pub struct Runtime {
 /// error here: the tasks log it and retry with backoff until it is reachable.
 pub fn start(config: Config) -> Result<Runtime, StartError> {
     config.validate()?;
+    metrics::describe();
     let handle = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoTokioRuntime)?;
     let consumer = consumer::prepare(&config, consumer::registered_handlers()).map_err(
         |error| match &error {
@@ -106,6 +115,7 @@ pub fn start(config: Config) -> Result<Runtime, StartError> {
         },
     )?;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut relay_health = None;
     let relay = if config.relay.enabled {
         relay::check_declarations(&config.relay)?;
         let database = relay_database_config(&config)?;
@@ -123,13 +133,21 @@ pub fn start(config: Config) -> Result<Runtime, StartError> {
                     .map_err(StartError::Transport)?,
             ),
         };
-        let relay = relay::Relay::new(config, database, producer);
-        Some(handle.spawn(relay.run(shutdown_rx)))
+        let relay = relay::Relay::new(config.clone(), database, producer.clone());
+        relay_health = Some((producer, relay.state.clone()));
+        Some(handle.spawn(relay.run(shutdown_rx.clone())))
     } else {
         None
     };
-    let stop_consumer = Arc::new(AtomicBool::new(false));
     let consumer_status = consumer.as_ref().map(|c| c.status()).unwrap_or_default();
+    let admin = start_admin(
+        &handle,
+        &config,
+        relay_health,
+        consumer.as_ref().map(|_| consumer_status.clone()),
+        shutdown_rx,
+    )?;
+    let stop_consumer = Arc::new(AtomicBool::new(false));
     let consumer = consumer.map(|consumer| {
         let stop = stop_consumer.clone();
         handle.spawn_blocking(move || consumer.run(stop))
@@ -140,7 +158,48 @@ pub fn start(config: Config) -> Result<Runtime, StartError> {
         stop_consumer,
         consumer,
         consumer_status,
+        admin,
     })
+}
+
+/// The relay's publisher and state, for the admin server's readiness.
+type RelayHealth = Option<(Arc<dyn transport::Publisher>, Arc<relay::RelayState>)>;
+
+/// Starts the admin server when `admin.enabled` (validation refused it in a build without the
+/// `admin` feature).
+#[cfg(feature = "admin")]
+fn start_admin(
+    handle: &tokio::runtime::Handle,
+    config: &Config,
+    relay: RelayHealth,
+    consumer: Option<consumer::Status>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Option<JoinHandle<()>>, StartError> {
+    if !config.admin.enabled {
+        return Ok(None);
+    }
+    let health = admin::Health {
+        database_url: config.database_url.clone(),
+        relay,
+        consumer,
+    };
+    Ok(Some(admin::spawn(
+        handle,
+        config.admin.bind,
+        health,
+        shutdown,
+    )?))
+}
+
+#[cfg(not(feature = "admin"))]
+fn start_admin(
+    _: &tokio::runtime::Handle,
+    _: &Config,
+    _: RelayHealth,
+    _: Option<consumer::Status>,
+    _: watch::Receiver<bool>,
+) -> Result<Option<JoinHandle<()>>, StartError> {
+    Ok(None)
 }
 
 /// Starts only the relay, publishing through `publisher` instead of the Kafka producer
@@ -163,6 +222,7 @@ pub fn start_relay_with(
         stop_consumer: Arc::new(AtomicBool::new(false)),
         consumer: None,
         consumer_status: consumer::Status::default(),
+        admin: None,
     })
 }
 
@@ -208,6 +268,12 @@ impl Runtime {
         if let Some(relay) = self.relay.take() {
             relay.await.map_err(|source| RuntimeError::TaskFailed {
                 task: "relay",
+                source,
+            })?;
+        }
+        if let Some(admin) = self.admin.take() {
+            admin.await.map_err(|source| RuntimeError::TaskFailed {
+                task: "admin server",
                 source,
             })?;
         }

@@ -36,9 +36,9 @@ pub use procon_runtime::register_materializer;
 pub use procon_runtime::store::{migrate, MigrationError};
 pub use procon_runtime::transport::Position;
 pub use procon_runtime::{
-    config, start, start_relay_with, Config, ConfigError, ConsumerConfig, Exhausted, FailurePolicy,
-    KinesisConfig, PartitionBy, RateLimit, RelayConfig, Runtime, RuntimeError, StartError,
-    Transport, UndeclaredTopics, UnknownEvents,
+    config, start, start_relay_with, AdminConfig, Config, ConfigError, ConsumerConfig, Exhausted,
+    FailurePolicy, KinesisConfig, PartitionBy, RateLimit, RelayConfig, Runtime, RuntimeError,
+    StartError, Transport, UndeclaredTopics, UnknownEvents,
 };
 
 /// The runtime crate, for what the facade does not re-export.

@@ -28,6 +28,25 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
+/// [`wait_for`] with an async check (one that talks to a server of the test's runtime).
+pub async fn wait_for_async<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Runtime settings for tests: the test schema's database, the test broker, short intervals.
 pub fn runtime_config(db: &db::TestDb, brokers: &str) -> procon::Config {
     let mut config = procon::Config::new(db.url.clone(), brokers).service_name("procon-tests");

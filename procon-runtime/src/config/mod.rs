@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use crate::backoff::BackoffConfig;
 
+mod admin;
 mod transport;
 
+pub use admin::AdminConfig;
 pub use transport::{KinesisConfig, Transport};
 
 /// Everything the runtime needs: where the database and the brokers are, and how the relay runs.
@@ -39,6 +41,8 @@ pub struct Config {
     pub relay: RelayConfig,
     /// How the consumer runs.
     pub consumer: ConsumerConfig,
+    /// The admin server (metrics, health).
+    pub admin: AdminConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -64,6 +68,7 @@ impl std::fmt::Debug for Config {
                     ..self.consumer.clone()
                 },
             )
+            .field("admin", &self.admin)
             .finish()
     }
 }
@@ -445,6 +450,7 @@ impl Config {
             kinesis: KinesisConfig::default(),
             relay: RelayConfig::default(),
             consumer: ConsumerConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 
@@ -472,6 +478,12 @@ impl Config {
     /// | `PROCON_KINESIS_REGION` (or `AWS_REGION`) | Kinesis region, default `us-east-1` |
     /// | `PROCON_KINESIS_ENDPOINT_URL` | Kinesis endpoint other than AWS's (an emulator) |
     /// | `PROCON_KINESIS_MAX_REQUESTS_IN_FLIGHT` | `PutRecords` calls at once, default 8 |
+    /// | `PROCON_KINESIS_LEASE_TTL_MS` | a consumer's shard lease, default 10000 |
+    /// | `PROCON_KINESIS_MAX_RECORDS_PER_READ` | records per `GetRecords`, default 1000 |
+    /// | `PROCON_KINESIS_IDLE_POLL_INTERVAL_MS` | wait after an empty read, default 200 |
+    /// | `PROCON_ADMIN_ENABLED` | run the admin server, default `false` |
+    /// | `PROCON_ADMIN_BIND` | its address, default `127.0.0.1:9464` |
+    /// | `PROCON_ADMIN_TOKEN` | token of its state-changing actions (16+ characters) |
     /// | `PROCON_SERVICE_NAME` | service name, default `procon` |
     /// | `PROCON_RELAY_ENABLED` | `true` / `false`, default `true` |
     /// | `PROCON_RELAY_BATCH_SIZE` | rows per round, default 5000 |
@@ -535,6 +547,7 @@ impl Config {
         let mut config = Config::new(database_url, brokers);
         config.transport = transport;
         config.kinesis = kinesis;
+        config.admin = admin::from_vars(&vars)?;
         if let Some(name) = vars.get("PROCON_SERVICE_NAME") {
             config.service_name = name.clone();
         }
@@ -719,6 +732,7 @@ impl Config {
             Transport::Kafka => {}
             Transport::Kinesis => transport::validate(&self.kinesis)?,
         }
+        admin::validate(&self.admin)?;
         if self.service_name.trim().is_empty() {
             return Err(invalid(
                 "service_name",

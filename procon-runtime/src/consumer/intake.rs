@@ -20,6 +20,8 @@ use crate::transport::{PartitionId, Source};
 const WATERMARK_PERIOD: Duration = Duration::from_millis(100);
 /// How often stops are checked for an operator's resume.
 const STOP_CHECK: Duration = Duration::from_secs(1);
+/// How often the partitions' lag and in-flight counts are reported as metrics.
+const METRICS_PERIOD: Duration = Duration::from_secs(5);
 /// How long a poll waits when nothing is paused for back-pressure.
 const POLL: Duration = Duration::from_millis(100);
 /// How long a poll waits while a partition is paused for back-pressure (so it resumes soon).
@@ -35,6 +37,7 @@ enum Flow {
 pub(crate) fn run(pipeline: Arc<Pipeline>, mut source: Box<dyn Source>, stop: Arc<AtomicBool>) {
     let mut next_store = Instant::now() + WATERMARK_PERIOD;
     let mut next_check = Instant::now() + STOP_CHECK;
+    let mut next_metrics = Instant::now() + Duration::from_secs(1);
     let mut reclaim_backoff = Backoff::new(pipeline.config.backoff);
     let mut next_reclaim = Instant::now();
     let max_poll = pipeline.config.max_in_flight.max(1);
@@ -48,6 +51,10 @@ pub(crate) fn run(pipeline: Arc<Pipeline>, mut source: Box<dyn Source>, stop: Ar
         if now >= next_store {
             store_watermarks(&pipeline, source.as_mut());
             next_store = now + WATERMARK_PERIOD;
+        }
+        if now >= next_metrics {
+            report_metrics(&pipeline, source.as_mut());
+            next_metrics = now + METRICS_PERIOD;
         }
         if now >= next_check {
             check_stops(&pipeline);
@@ -82,6 +89,28 @@ pub(crate) fn run(pipeline: Arc<Pipeline>, mut source: Box<dyn Source>, stop: Ar
     pipeline.close();
     source.close();
     tracing::info!(group = pipeline.group, "consumer stopped");
+}
+
+/// Per partition its lag (log end − stored watermark) and in-flight count; the member's
+/// partitions and held lanes.
+fn report_metrics(pipeline: &Pipeline, source: &mut dyn Source) {
+    let partitions: Vec<(PartitionId, Option<crate::transport::Position>, usize)> = pipeline
+        .board()
+        .partitions
+        .iter()
+        .map(|(p, w)| (p.clone(), w.stored, w.lanes.in_flight()))
+        .collect();
+    for (partition, stored, in_flight) in &partitions {
+        let lag = source.log_end(partition).and_then(|end| {
+            let end = end.as_offset()?;
+            let next = stored.map_or(Some(0), |s| s.as_offset())?;
+            Some((end - next).max(0) as f64)
+        });
+        crate::metrics::partition(&partition.topic, partition.partition, lag, *in_flight);
+    }
+    let stalls = pipeline.status.stalls();
+    let stopped = stalls.iter().filter(|s| s.stopped).count();
+    crate::metrics::ownership(partitions.len(), stalls.len() - stopped, stopped);
 }
 
 fn store_watermarks(pipeline: &Pipeline, source: &mut dyn Source) {

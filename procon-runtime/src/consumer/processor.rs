@@ -84,8 +84,18 @@ impl Processor<'_> {
         let context = pipeline.unit_context(&unit.partition, unit.epoch);
         let messages: Vec<&Message> = unit.taken.lanes.iter().flat_map(|(_, ms)| ms).collect();
         let incoming: Vec<Incoming<'_>> = messages.iter().map(|m| Incoming::of(m)).collect();
-        match apply_unit(self.conn, &context, &incoming, &unit.retried) {
+        let started = Instant::now();
+        let applied = apply_unit(self.conn, &context, &incoming, &unit.retried);
+        crate::metrics::unit_applied(&unit.partition.topic, started.elapsed());
+        match applied {
             Ok(outcomes) => {
+                let duplicates = outcomes
+                    .iter()
+                    .filter(|o| **o == Applied::Duplicate)
+                    .count();
+                let topic = &unit.partition.topic;
+                crate::metrics::consumed(topic, "applied", outcomes.len() - duplicates);
+                crate::metrics::consumed(topic, "duplicate", duplicates);
                 for (message, outcome) in incoming.iter().zip(&outcomes) {
                     if *outcome == Applied::Duplicate {
                         tracing::info!(at = %message.coordinates, "event already applied (redelivered): skipped");
@@ -135,6 +145,7 @@ impl Processor<'_> {
             _ => Keep::Connection,
         };
         let total: usize = unit.taken.lanes.iter().map(|(_, ms)| ms.len()).sum();
+        crate::metrics::consumed(&unit.partition.topic, "failed", 1);
         if total > 1 || index.is_none() {
             tracing::debug!(%error, messages = total, "unit rolled back; its messages are applied one at a time");
             give_back(pipeline, unit, None, true);
@@ -252,6 +263,7 @@ impl Processor<'_> {
         drop(incoming);
         match settled {
             Ok(Settled::Stopped) => {
+                crate::metrics::consumed(&partition.topic, "stopped", 1);
                 tracing::error!(
                     %at, lane, attempts = failures, error = %error_text,
                     "event failed every attempt: its lane is STOPPED (recorded in procon_stopped_partitions); \
@@ -264,6 +276,15 @@ impl Processor<'_> {
                 pipeline.stop_lane(partition, lane, vec![message]);
             }
             Ok(settled) => {
+                let outcome = match settled {
+                    Settled::DeadLettered => "dead_lettered",
+                    Settled::ErrorEmitted => "error_emitted",
+                    _ => "duplicate",
+                };
+                crate::metrics::consumed(&partition.topic, outcome, 1);
+                if settled == Settled::DeadLettered {
+                    crate::metrics::dead_lettered(&partition.topic);
+                }
                 match settled {
                     Settled::DeadLettered => {
                         tracing::error!(%at, attempts = failures, error = %error_text, "event failed every attempt: sent to the dead-letter topic; its lane goes on")

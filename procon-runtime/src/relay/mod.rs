@@ -56,7 +56,17 @@ use crate::transport::Publisher;
 use source::{OutboxSource, SourceError, Wakes};
 
 /// A running relay's inputs.
+/// What a running relay shows its operator (the admin server's readiness): whether its
+/// database session is up and how many outbox shards it holds (0: standby).
+#[derive(Debug, Default)]
+pub(crate) struct RelayState {
+    pub(crate) connected: std::sync::atomic::AtomicBool,
+    pub(crate) shards_held: std::sync::atomic::AtomicUsize,
+}
+
 pub(crate) struct Relay {
+    /// Shared with the admin server.
+    pub(crate) state: Arc<RelayState>,
     config: Config,
     database: tokio_postgres::Config,
     tls: Tls,
@@ -81,6 +91,7 @@ impl Relay {
     ) -> Self {
         let member = format!("{}/{}", config.service_name, uuid::Uuid::now_v7());
         Relay {
+            state: Arc::default(),
             config,
             database,
             tls,
@@ -174,8 +185,28 @@ impl Relay {
         if let Err(error) = source.prepare_leases(relay.shards).await {
             return SessionEnd::Failed(error);
         }
+        self.state
+            .connected
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let end = self.session_connected(source, wake, shutdown).await;
+        self.state
+            .connected
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.state
+            .shards_held
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        end
+    }
+
+    async fn session_connected(
+        &self,
+        source: &OutboxSource,
+        wake: &Notify,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> SessionEnd {
+        let relay = &self.config.relay;
         match source.backlog().await {
-            Ok((backlog, parked)) => tracing::info!(
+            Ok((backlog, _, parked)) => tracing::info!(
                 backlog,
                 parked,
                 shards = relay.shards,
@@ -213,6 +244,7 @@ impl Relay {
         let membership = rounds::Membership {
             member: &self.member,
             leading,
+            held: &self.state.shards_held,
         };
         let outbox = rounds::run(
             source,

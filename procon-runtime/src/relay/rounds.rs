@@ -65,6 +65,8 @@ pub(crate) fn limits(config: &RelayConfig, per_key: usize) -> Limits {
 pub(crate) struct Membership<'a> {
     pub(crate) member: &'a str,
     pub(crate) leading: watch::Sender<bool>,
+    /// How many shards this relay holds, for its operator.
+    pub(crate) held: &'a std::sync::atomic::AtomicUsize,
 }
 
 /// Runs until shutdown or a database failure.
@@ -95,6 +97,7 @@ pub(crate) async fn run(
         ),
         member: membership.member,
         leading: membership.leading,
+        held: membership.held,
         next_heartbeat: Instant::now(),
         pending: FuturesUnordered::new(),
         attempts: HashMap::new(),
@@ -212,6 +215,7 @@ struct Pump<'a> {
     leases: Leases,
     member: &'a str,
     leading: watch::Sender<bool>,
+    held: &'a std::sync::atomic::AtomicUsize,
     next_heartbeat: Instant,
     pending: FuturesUnordered<Pending>,
     /// The current attempt of each row in flight: an answer to an earlier attempt (a record
@@ -324,6 +328,7 @@ impl Pump<'_> {
                 let sent = Instant::now();
                 self.pending.push(Box::pin(async move {
                     let answer = delivery.await;
+                    crate::metrics::answered_after(sent.elapsed());
                     tracing::trace!(ack_ms = sent.elapsed().as_secs_f64() * 1000.0, "relay ack");
                     (id, key, attempt, answer)
                 }));
@@ -354,6 +359,7 @@ impl Pump<'_> {
             self.attempts.remove(&id);
             match result {
                 Ok(()) => {
+                    crate::metrics::published(&key.0);
                     self.last_errors.remove(&id);
                     let rows = self.flight.delivered(id, &key);
                     if send_next {
@@ -384,11 +390,13 @@ impl Pump<'_> {
         error: TransportError,
     ) -> Result<(), SourceError> {
         let rejected = error.is_rejection();
+        crate::metrics::delivery_failed(&key.0, rejected);
         let message = error.to_string();
         match self.flight.failed(id, key, rejected, Instant::now()) {
             AfterFailure::Ignore => {}
             AfterFailure::Park { attempts } => {
                 self.source.park(id, &message, attempts).await?;
+                crate::metrics::parked(&key.0);
                 self.flight.parked(id, key);
                 self.last_errors.remove(&id);
                 tracing::error!(
@@ -459,6 +467,11 @@ impl Pump<'_> {
             tracing::info!(shards = ?change.gained, members, "relay shards taken");
             self.flight.restart_from_head();
         }
+        let held = self.leases.owned(Instant::now()).len();
+        self.held.store(held, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::shards_held(held);
+        let (pending, oldest_age, parked) = self.source.backlog().await?;
+        crate::metrics::outbox(pending, oldest_age, parked);
         let leading = self.leases.holds(0, Instant::now());
         self.leading
             .send_if_modified(|was| std::mem::replace(was, leading) != leading);

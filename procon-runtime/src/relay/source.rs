@@ -620,20 +620,24 @@ impl OutboxSource {
         Ok(())
     }
 
-    /// Rows waiting and rows parked, for logs.
-    pub(crate) async fn backlog(&self) -> Result<(i64, i64), SourceError> {
+    /// Rows waiting, the age of the oldest one, and rows parked (for logs and metrics).
+    pub(crate) async fn backlog(&self) -> Result<(i64, Duration, i64), SourceError> {
         let row = self
             .client
             .query_one(
                 "SELECT (SELECT count(*) FROM procon_outbox), \
+                        COALESCE((SELECT EXTRACT(EPOCH FROM now() - created_at)::float8 \
+                                  FROM procon_outbox ORDER BY id LIMIT 1), 0), \
                         (SELECT count(*) FROM procon_outbox_parked)",
                 &[],
             )
             .await
             .map_err(fail("count the outbox"))?;
+        let age: f64 = row.try_get(1).map_err(fail("count the outbox"))?;
         Ok((
             row.try_get(0).map_err(fail("count the outbox"))?,
-            row.try_get(1).map_err(fail("count the outbox"))?,
+            Duration::from_secs_f64(age.max(0.0)),
+            row.try_get(2).map_err(fail("count the outbox"))?,
         ))
     }
 

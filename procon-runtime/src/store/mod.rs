@@ -8,3 +8,15 @@
 mod migrations;
 
 pub use migrations::{migrate, MigrationError};
+
+/// Connects to `url` and runs `SELECT 1` (the admin server's readiness): `Err` says what failed,
+/// without the URL's password.
+pub fn ping(url: &str) -> Result<(), String> {
+    use diesel::{Connection, RunQueryDsl};
+    let mut conn =
+        diesel::PgConnection::establish(url).map_err(|e| crate::config::redact(&e.to_string()))?;
+    diesel::sql_query("SELECT 1")
+        .execute(&mut conn)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}

@@ -128,6 +128,13 @@ pub trait Source: Send {
     fn seek(&mut self, partition: &PartitionId, at: StartAt) -> Result<(), TransportError>;
     /// The range of positions `partition` holds now.
     fn bounds(&mut self, partition: &PartitionId) -> Result<Bounds, TransportError>;
+    /// The position the next message of `partition` will get (the lag metric's log end; asked
+    /// every few seconds, briefly). `None` when it is not known now or the transport has no
+    /// such end (Kinesis).
+    fn log_end(&mut self, partition: &PartitionId) -> Option<Position> {
+        let _ = partition;
+        None
+    }
     /// Tells the transport how far the partition is applied, for its own tools (Kafka's
     /// committed offsets). The runtime never reads it back.
     fn hint_position(&mut self, partition: &PartitionId, next: Position);

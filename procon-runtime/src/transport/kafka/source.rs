@@ -229,6 +229,19 @@ impl Source for KafkaSource {
         })
     }
 
+    fn log_end(&mut self, partition: &PartitionId) -> Option<Position> {
+        // One ListOffsets request, kept short: a slow broker skips a lag sample, nothing else.
+        let (_, high) = self
+            .consumer
+            .fetch_watermarks(
+                &partition.topic,
+                partition.partition,
+                Duration::from_millis(500),
+            )
+            .ok()?;
+        (high >= 0).then(|| Position::offset(high))
+    }
+
     fn hint_position(&mut self, partition: &PartitionId, next: Position) {
         let _ =
             self.consumer
