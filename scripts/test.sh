@@ -13,4 +13,41 @@ scripts/kinesis.sh start
 export PROCON_TEST_DATABASE_URL=${PROCON_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 export PROCON_TEST_BROKERS=${PROCON_TEST_BROKERS:-127.0.0.1:9092}
 export PROCON_TEST_KINESIS_ENDPOINT=${PROCON_TEST_KINESIS_ENDPOINT:-http://127.0.0.1:4568}
-cargo test --workspace "$@"
+
+if [ $# -gt 0 ]; then
+  exec cargo test --workspace "$@"
+fi
+
+# Everything, in two halves at once once it is built: the three test binaries that drive
+# service processes for a minute or more on one side, the rest on the other. The tests wait on
+# PostgreSQL, the broker and the emulator far more than they compute, and every test works in
+# its own schema, topics and groups, so the halves do not meet.
+cargo test --workspace --no-run
+slow=(chaos materialize examples)
+rest=()
+for file in tests/*.rs; do
+  name=$(basename "$file" .rs)
+  case " ${slow[*]} " in
+    *" $name "*) ;;
+    *) rest+=(--test "$name") ;;
+  esac
+done
+logs=$(mktemp -d)
+cargo test $(printf -- '--test %s ' "${slow[@]}") >"$logs/slow.log" 2>&1 &
+slow_pid=$!
+set +e
+cargo test --workspace --lib --bins "${rest[@]}" --test 'ui_pass_*'
+rest_status=$?
+cargo test --workspace --doc
+doc_status=$?
+wait "$slow_pid"
+slow_status=$?
+set -e
+echo "==== ${slow[*]} (ran beside the rest)"
+cat "$logs/slow.log"
+rm -rf "$logs"
+if [ "$rest_status" -ne 0 ] || [ "$doc_status" -ne 0 ] || [ "$slow_status" -ne 0 ]; then
+  echo "test.sh: FAILED (rest: $rest_status, doc tests: $doc_status, ${slow[*]}: $slow_status)" >&2
+  exit 1
+fi
+echo "test.sh: every test passed"

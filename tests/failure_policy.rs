@@ -241,7 +241,7 @@ async fn poison_message_stops_its_partition_across_restarts_until_resumed() {
     let out = String::from_utf8_lossy(&resumed.stdout);
     assert!(resumed.status.success(), "{out}");
     assert!(
-        out.contains(&format!("offset {} skipped", stopped.position)),
+        out.contains(&format!("position {} skipped", stopped.position)),
         "{out}"
     );
     // Resuming what is not stopped is an error, and changes nothing.

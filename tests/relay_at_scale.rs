@@ -117,6 +117,15 @@ async fn a_rejected_event_is_parked_its_key_waits_and_other_keys_flow_until_it_i
     assert!(status.contains("1 events parked"), "{status}");
     let listed = String::from_utf8_lossy(&cli(&db, &["parked", "list"]).stdout).into_owned();
     assert!(listed.contains(&parked[0].event_id.to_string()), "{listed}");
+    // The same for scripts.
+    let status: serde_json::Value =
+        serde_json::from_slice(&cli(&db, &["status", "--json"]).stdout).expect("status as JSON");
+    assert_eq!(status["outbox"]["parked"], 1, "{status}");
+    assert_eq!(
+        status["parked"][0]["event_id"],
+        parked[0].event_id.to_string(),
+        "{status}"
+    );
     for _ in 0..12 {
         let row = common::wait_for("a parked event", LONG, || {
             procon::parked_rows(&mut conn).unwrap().into_iter().next()

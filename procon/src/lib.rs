@@ -25,7 +25,9 @@ pub use procon_runtime::consumer::{
 pub use procon_runtime::declare_topic;
 pub use procon_runtime::event::{self, Envelope, EventKind, Metadata};
 pub use procon_runtime::materialize::{Materialize, MaterializeError, MaterializeHooks, Outcome};
-pub use procon_runtime::outbox::parked::{drop_parked, parked_rows, retry_parked, ParkedRow};
+pub use procon_runtime::outbox::parked::{
+    backlog, drop_parked, parked_rows, retry_parked, Backlog, ParkedRow,
+};
 pub use procon_runtime::outbox::{
     emit_all, EmitError, Outbox, OutboxBatch, OutboxEvent, OutboxExt,
 };

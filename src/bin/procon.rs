@@ -1,5 +1,6 @@
 //! `procon`: the operator's command line.
 //!
+//! - `procon init [--dir D]`: write procon's migrations as one SQL file and a settings template;
 //! - `procon migrate`: apply procon's migrations to the database;
 //! - `procon relay [--topic TOPIC=PHYSICAL]... [--set PROCON_NAME=VALUE]...`: run the outbox
 //!   relay until SIGINT / SIGTERM;
@@ -13,26 +14,49 @@
 //!
 //! Settings come from the environment (see `procon::Config::from_vars`), e.g.
 //! `PROCON_DATABASE_URL=postgres://postgres@127.0.0.1/app PROCON_BROKERS=127.0.0.1:9092 procon relay`.
+//! `--json` prints what `status`, `parked list` and `stopped` show as one JSON document, for
+//! scripts. Every query is a runtime function (`procon::backlog`, `procon::parked_rows`...).
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
+use clap::{Args, Parser, Subcommand};
+use diesel::{Connection, PgConnection};
 
 #[derive(Parser)]
-#[command(name = "procon", version, about = "Operate procon's outbox and relay")]
+#[command(
+    name = "procon",
+    version,
+    about = "Operate procon's outbox, relay and consumers"
+)]
 struct Cli {
+    /// Print the result as JSON (status, parked list, stopped).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
 
+/// The database a command works on, declared once for every command.
+#[derive(Args)]
+struct Database {
+    /// PostgreSQL URL; defaults to PROCON_DATABASE_URL, then DATABASE_URL.
+    #[arg(long, env = "PROCON_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Write procon's migrations as one SQL file (for a migration tool of your own) and a
+    /// template of the settings (`procon.env`) into a directory.
+    Init {
+        /// Where to write `procon-migrations.sql` and `procon.env`.
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
+    },
     /// Apply procon's migrations (creates `procon_outbox`).
     Migrate {
-        /// PostgreSQL URL; defaults to PROCON_DATABASE_URL, then DATABASE_URL.
-        #[arg(long, env = "PROCON_DATABASE_URL")]
-        database_url: Option<String>,
+        #[command(flatten)]
+        db: Database,
     },
     /// Run the relay: publish the outbox to Kafka until SIGINT or SIGTERM. Settings come from
     /// the environment (PROCON_*); the options below override it.
@@ -48,32 +72,28 @@ enum Command {
     },
     /// Show the outbox backlog.
     Status {
-        /// PostgreSQL URL; defaults to PROCON_DATABASE_URL, then DATABASE_URL.
-        #[arg(long, env = "PROCON_DATABASE_URL")]
-        database_url: Option<String>,
+        #[command(flatten)]
+        db: Database,
     },
     /// Events the relay parked because the broker rejected them on every attempt.
     Parked {
-        /// PostgreSQL URL; defaults to PROCON_DATABASE_URL, then DATABASE_URL.
-        #[arg(long, env = "PROCON_DATABASE_URL")]
-        database_url: Option<String>,
+        #[command(flatten)]
+        db: Database,
         #[command(subcommand)]
         action: ParkedAction,
     },
     /// List partitions stopped on an event that failed every attempt.
     Stopped {
-        /// PostgreSQL URL; defaults to PROCON_DATABASE_URL, then DATABASE_URL.
-        #[arg(long, env = "PROCON_DATABASE_URL")]
-        database_url: Option<String>,
+        #[command(flatten)]
+        db: Database,
         /// Only this consumer group (service name).
         #[arg(long)]
         group: Option<String>,
     },
     /// Resume a stopped partition: retry the failed event, or skip it with --skip.
     Resume {
-        /// PostgreSQL URL; defaults to PROCON_DATABASE_URL, then DATABASE_URL.
-        #[arg(long, env = "PROCON_DATABASE_URL")]
-        database_url: Option<String>,
+        #[command(flatten)]
+        db: Database,
         /// The consumer group (service name).
         #[arg(long, env = "PROCON_SERVICE_NAME")]
         group: String,
@@ -111,14 +131,6 @@ enum ParkedAction {
     },
 }
 
-#[derive(QueryableByName)]
-struct Backlog {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    waiting: i64,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
-    oldest_age_s: Option<f64>,
-}
-
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -142,10 +154,61 @@ fn main() -> ExitCode {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The settings template `procon init` writes.
+const SETTINGS_TEMPLATE: &str = "\
+# procon settings (every variable: procon::Config::from_vars, or the README's Configuration).
+PROCON_DATABASE_URL=postgres://user@127.0.0.1:5432/app
+PROCON_SERVICE_NAME=my-service
+# kafka (default) or kinesis
+PROCON_TRANSPORT=kafka
+PROCON_BROKERS=127.0.0.1:9092
+# PROCON_KINESIS_REGION=eu-west-1
+# PROCON_RELAY_TOPICS=accounts=prod.accounts
+# PROCON_CONSUMER_TOPICS=accounts=prod.accounts
+# PROCON_CONSUMER_ON_FAILURE=stop
+# PROCON_ADMIN_ENABLED=true
+# PROCON_ADMIN_BIND=127.0.0.1:9464
+";
+
+fn init(dir: &std::path::Path) -> Result<(), BoxError> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut sql = String::from(
+        "-- procon's migrations, in order. Apply them once, with your migration tool;\n\
+         -- `procon migrate` does the same and records what it applied.\n",
+    );
+    for (name, up) in procon::runtime::store::migration_sql() {
+        sql.push_str(&format!("\n-- {name}\n{up}\n"));
+    }
+    for (file, text) in [
+        ("procon-migrations.sql", sql.as_str()),
+        ("procon.env", SETTINGS_TEMPLATE),
+    ] {
+        let path = dir.join(file);
+        if path.exists() {
+            return Err(format!(
+                "{} exists; remove it or choose another --dir",
+                path.display()
+            )
+            .into());
+        }
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Prints `value` as JSON.
+fn print_json(value: &impl serde::Serialize) -> Result<(), BoxError> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<(), BoxError> {
+    let json = cli.json;
     match cli.command {
-        Command::Migrate { database_url } => {
-            let mut conn = connect(database_url)?;
+        Command::Init { dir } => init(&dir),
+        Command::Migrate { db } => {
+            let mut conn = connect(db)?;
             let applied = procon::migrate(&mut conn)?;
             if applied.is_empty() {
                 println!("procon tables are up to date");
@@ -183,19 +246,17 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                 Ok(())
             })
         }
-        Command::Status { database_url } => {
-            let mut conn = connect(database_url)?;
-            let backlog: Backlog = diesel::sql_query(
-                "SELECT count(*) AS waiting, \
-                 extract(epoch FROM now() - min(created_at))::float8 AS oldest_age_s \
-                 FROM procon_outbox",
-            )
-            .get_result(&mut conn)?;
-            match backlog.oldest_age_s {
+        Command::Status { db } => {
+            let mut conn = connect(db)?;
+            let backlog = procon::backlog(&mut conn)?;
+            let parked = procon::parked_rows(&mut conn)?;
+            if json {
+                return print_json(&serde_json::json!({ "outbox": backlog, "parked": parked }));
+            }
+            match backlog.oldest_age_seconds {
                 Some(age) => println!("{} events waiting, oldest {age:.1} s old", backlog.waiting),
                 None => println!("outbox empty"),
             }
-            let parked = procon::parked_rows(&mut conn)?;
             if !parked.is_empty() {
                 println!(
                     "{} events parked (the broker rejected them; see `procon parked list`):",
@@ -207,14 +268,14 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             }
             Ok(())
         }
-        Command::Parked {
-            database_url,
-            action,
-        } => {
-            let mut conn = connect(database_url)?;
+        Command::Parked { db, action } => {
+            let mut conn = connect(db)?;
             match action {
                 ParkedAction::List => {
                     let parked = procon::parked_rows(&mut conn)?;
+                    if json {
+                        return print_json(&parked);
+                    }
                     if parked.is_empty() {
                         println!("no parked event");
                     }
@@ -243,12 +304,12 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             }
             Ok(())
         }
-        Command::Stopped {
-            database_url,
-            group,
-        } => {
-            let mut conn = connect(database_url)?;
+        Command::Stopped { db, group } => {
+            let mut conn = connect(db)?;
             let stopped = procon::stopped_partitions(&mut conn, group.as_deref())?;
+            if json {
+                return print_json(&stopped);
+            }
             if stopped.is_empty() {
                 println!("no stopped partition");
             }
@@ -275,7 +336,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             Ok(())
         }
         Command::Resume {
-            database_url,
+            db,
             group,
             topic,
             partition,
@@ -283,7 +344,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             reset,
             lane,
         } => {
-            let mut conn = connect(database_url)?;
+            let mut conn = connect(db)?;
             let how = match (skip, reset) {
                 (true, _) => procon::Resume::Skip,
                 (_, true) => procon::Resume::Reset,
@@ -312,7 +373,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                     s.lane.as_str()
                 };
                 println!(
-                    "resumed {topic}[{partition}] ({lane}): offset {} {what}",
+                    "resumed {topic}[{partition}] ({lane}): position {} {what}",
                     s.position
                 );
             }
@@ -336,9 +397,16 @@ fn print_parked(row: &procon::ParkedRow) {
     );
 }
 
-fn connect(database_url: Option<String>) -> Result<PgConnection, BoxError> {
-    let url = database_url
+fn connect(db: Database) -> Result<PgConnection, BoxError> {
+    let url = db
+        .database_url
         .or_else(|| std::env::var("DATABASE_URL").ok())
         .ok_or("no database: pass --database-url or set PROCON_DATABASE_URL")?;
-    Ok(PgConnection::establish(&url)?)
+    PgConnection::establish(&url).map_err(|e| {
+        format!(
+            "cannot connect to {}: {e} (is PostgreSQL running, and the URL right?)",
+            procon::config::redact(&url)
+        )
+        .into()
+    })
 }

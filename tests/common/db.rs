@@ -33,6 +33,16 @@ pub struct CountRow {
 impl TestDb {
     /// Drops and recreates schema `t_<name>`, then applies procon's migrations in it.
     pub fn new(name: &str) -> TestDb {
+        let db = TestDb::empty(name);
+        let mut conn = db.conn();
+        procon::migrate(&mut conn).expect("apply procon migrations");
+        conn.batch_execute(super::model::CREATE_ACCOUNTS)
+            .expect("create the accounts table");
+        db
+    }
+
+    /// Drops and recreates schema `t_<name>`, empty: no migration applied.
+    pub fn empty(name: &str) -> TestDb {
         let schema = format!("t_{name}");
         let mut admin = PgConnection::establish(&base_url()).expect("connect to the test database");
         admin
@@ -40,13 +50,10 @@ impl TestDb {
                 "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};"
             ))
             .expect("create the test schema");
-        let url = with_search_path(&base_url(), &schema);
-        let db = TestDb { url, schema };
-        let mut conn = db.conn();
-        procon::migrate(&mut conn).expect("apply procon migrations");
-        conn.batch_execute(super::model::CREATE_ACCOUNTS)
-            .expect("create the accounts table");
-        db
+        TestDb {
+            url: with_search_path(&base_url(), &schema),
+            schema,
+        }
     }
 
     /// A new connection to the test schema.

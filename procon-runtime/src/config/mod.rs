@@ -966,7 +966,7 @@ fn invalid(name: &str, value: &str, reason: &str) -> ConfigError {
 
 /// Hides the password of a database connection string (URL or key/value form) before it
 /// reaches an error message or a log.
-pub(crate) fn redact(conn: &str) -> String {
+pub fn redact(conn: &str) -> String {
     crate::secrets::redact_connection_string(conn)
 }
 

@@ -19,7 +19,7 @@ use crate::transport::{PartitionId, Position};
 
 /// A partition, or one lane (key) of it, stopped on a message that failed every attempt, or
 /// on a stored position outside the log's range.
-#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName, serde::Serialize)]
 pub struct StoppedPartition {
     /// The consumer group (service name).
     #[diesel(sql_type = Text)]

@@ -12,7 +12,7 @@ use diesel::sql_types::{BigInt, Int4, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::{Connection, OptionalExtension, QueryableByName, RunQueryDsl};
 
 /// One parked outbox row, as `procon parked list` shows it.
-#[derive(Debug, Clone, PartialEq, QueryableByName)]
+#[derive(Debug, Clone, PartialEq, QueryableByName, serde::Serialize)]
 pub struct ParkedRow {
     /// The row's outbox id (kept, so a retry puts it back in its place).
     #[diesel(sql_type = BigInt)]
@@ -41,6 +41,31 @@ pub struct ParkedRow {
     /// When it was parked.
     #[diesel(sql_type = Timestamptz)]
     pub parked_at: DateTime<Utc>,
+}
+
+/// The outbox's backlog, as `procon status` shows it.
+#[derive(Debug, Clone, PartialEq, QueryableByName, serde::Serialize)]
+pub struct Backlog {
+    /// Events waiting to be published.
+    #[diesel(sql_type = BigInt)]
+    pub waiting: i64,
+    /// Age of the oldest waiting event in seconds; `None` when the outbox is empty.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    pub oldest_age_seconds: Option<f64>,
+    /// Events parked.
+    #[diesel(sql_type = BigInt)]
+    pub parked: i64,
+}
+
+/// The outbox's backlog: waiting events, the oldest one's age, parked events.
+pub fn backlog(conn: &mut PgConnection) -> diesel::QueryResult<Backlog> {
+    diesel::sql_query(
+        "SELECT (SELECT count(*) FROM procon_outbox) AS waiting, \
+                (SELECT extract(epoch FROM now() - created_at)::float8 \
+                   FROM procon_outbox ORDER BY id LIMIT 1) AS oldest_age_seconds, \
+                (SELECT count(*) FROM procon_outbox_parked) AS parked",
+    )
+    .get_result(conn)
 }
 
 /// Every parked row, oldest first, with the number of events of its key waiting behind it.

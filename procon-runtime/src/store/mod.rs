@@ -7,7 +7,7 @@
 
 mod migrations;
 
-pub use migrations::{migrate, MigrationError};
+pub use migrations::{migrate, migration_sql, MigrationError};
 
 /// Connects to `url` and runs `SELECT 1` (the admin server's readiness): `Err` says what failed,
 /// without the URL's password.
