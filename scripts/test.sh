@@ -18,16 +18,18 @@ if [ $# -gt 0 ]; then
   exec cargo test --workspace "$@"
 fi
 
-# Everything, in two halves at once once it is built: the three test binaries that drive
+# Everything, once it is built, in two halves at once: the two test binaries that drive
 # service processes for a minute or more on one side, the rest on the other. The tests wait on
 # PostgreSQL, the broker and the emulator far more than they compute, and every test works in
-# its own schema, topics and groups, so the halves do not meet.
+# its own schema, topics and groups, so the halves do not meet. The chaos test runs alone, last:
+# it restarts PostgreSQL.
 cargo test --workspace --no-run
-slow=(chaos materialize examples)
+slow=(materialize examples)
+alone=(chaos)
 rest=()
 for file in tests/*.rs; do
   name=$(basename "$file" .rs)
-  case " ${slow[*]} " in
+  case " ${slow[*]} ${alone[*]} " in
     *" $name "*) ;;
     *) rest+=(--test "$name") ;;
   esac
@@ -42,12 +44,16 @@ cargo test --workspace --doc
 doc_status=$?
 wait "$slow_pid"
 slow_status=$?
-set -e
 echo "==== ${slow[*]} (ran beside the rest)"
 cat "$logs/slow.log"
 rm -rf "$logs"
-if [ "$rest_status" -ne 0 ] || [ "$doc_status" -ne 0 ] || [ "$slow_status" -ne 0 ]; then
-  echo "test.sh: FAILED (rest: $rest_status, doc tests: $doc_status, ${slow[*]}: $slow_status)" >&2
+cargo test $(printf -- '--test %s ' "${alone[@]}")
+alone_status=$?
+set -e
+if [ "$rest_status" -ne 0 ] || [ "$doc_status" -ne 0 ] || [ "$slow_status" -ne 0 ] \
+  || [ "$alone_status" -ne 0 ]; then
+  echo "test.sh: FAILED (rest: $rest_status, doc tests: $doc_status," \
+    "${slow[*]}: $slow_status, ${alone[*]}: $alone_status)" >&2
   exit 1
 fi
 echo "test.sh: every test passed"

@@ -8,7 +8,9 @@
 //!
 //! Consumer: every event is applied exactly once and in key order; consumers joining and
 //! leaving (one killed with SIGKILL, then restarted) share the partitions and still apply each
-//! event once; a failing handler is retried and its event applied once, while other keys flow.
+//! event once; a failing handler is retried and its event applied once, while other keys flow;
+//! a key whose event fails every attempt stops (policy `stop`) while the others flow, and goes
+//! on once an operator skips the event.
 
 mod common;
 
@@ -321,7 +323,8 @@ async fn consumers_joining_and_leaving_apply_each_event_once(bus: Bus) {
 /// its own).
 static RETRIES: Mutex<BTreeMap<i64, u32>> = Mutex::new(BTreeMap::new());
 
-/// A ledger event whose handler fails its first two attempts at accounts 900 and above.
+/// A ledger event whose handler fails its first two attempts at accounts 900 to 949, and
+/// every attempt at seq 1 of accounts 950 and above (a poison event).
 struct RetriedOut(common::ledger::Out);
 
 impl procon::Outbox for RetriedOut {
@@ -356,9 +359,14 @@ impl procon::EventHandler for OnRetried {
         .bind::<diesel::sql_types::BigInt, _>(entry.account)
         .bind::<diesel::sql_types::BigInt, _>(entry.seq)
         .execute(ctx.conn())?;
+        if entry.account >= 950 && entry.seq == 1 {
+            return Err(procon::HandlerError::msg(
+                "a poison event: fails every attempt",
+            ));
+        }
         let mut retries = RETRIES.lock().unwrap();
         let failed = retries.entry(entry.account).or_default();
-        if entry.account >= 900 && *failed < 2 {
+        if (900..950).contains(&entry.account) && *failed < 2 {
             *failed += 1;
             return Err(procon::HandlerError::msg("fails its first two attempts"));
         }
@@ -408,6 +416,78 @@ async fn a_failing_handler_is_retried_and_applied_once_while_other_keys_flow(bus
     assert_exactly_once_in_key_order(&mut db.conn(), 41);
 }
 
+async fn a_key_failing_every_attempt_stops_until_resumed_while_other_keys_flow(bus: Bus) {
+    use diesel::Connection;
+    use procon::OutboxExt;
+    common::init_logs();
+    let db = TestDb::new(&format!("conf_stop_{bus:?}").to_lowercase());
+    common::ledger::create_effects(&mut db.conn());
+    let topic = bus.create("conf-stop").await;
+    let group = unique_topic("conf-stop-group");
+    let failing = match bus {
+        Bus::Kafka => 950,
+        Bus::Kinesis => 951,
+    };
+    let retried = |seq: i64| {
+        RetriedOut(common::ledger::Out {
+            entity_topic: topic.clone(),
+            entry: Entry {
+                account: failing,
+                seq,
+            },
+        })
+    };
+    db.conn()
+        .transaction(|conn| retried(1).emit_created(conn))
+        .unwrap();
+    emit_credits(&mut db.conn(), &topic, 2..=21, 4);
+    // The failing key's next event waits behind its stopped one.
+    db.conn()
+        .transaction(|conn| retried(22).emit_created(conn))
+        .unwrap();
+    let mut config = bus.consumer_config(&db, &group, &topic);
+    // OnRetried fails every attempt at seq 1 of the key: two attempts in all, then `stop`.
+    config.consumer.failure.max_attempts = 2;
+    config.consumer.failure.exhausted = procon::Exhausted::Stop;
+    config.consumer.failure.backoff.initial = Duration::from_millis(50);
+    let runtime = procon::start(config).unwrap();
+    let stopped = common::wait_for("the failing key to stop", LONG, || {
+        runtime.stalled_partitions().into_iter().find(|s| s.stopped)
+    });
+    common::wait_for("the other keys' 20 effects", LONG, || {
+        (effect_count(&mut db.conn()) >= 20).then_some(())
+    });
+    let applied = |conn: &mut diesel::PgConnection| -> Vec<i64> {
+        common::ledger::effects(conn)
+            .iter()
+            .filter(|e| e.account == failing)
+            .map(|e| e.seq)
+            .collect()
+    };
+    assert_eq!(applied(&mut db.conn()), Vec::<i64>::new(), "its key waits");
+    assert_eq!(stopped.lane, format!("key:{failing}"));
+    // The operator skips the failed event: its key flows again.
+    let resumed = procon::resume_lane(
+        &mut db.conn(),
+        &group,
+        &stopped.coordinates.topic,
+        stopped.coordinates.partition,
+        &stopped.lane,
+        procon::Resume::Skip,
+    )
+    .unwrap();
+    assert_eq!(resumed.len(), 1);
+    common::wait_for("the key's next event", LONG, || {
+        (applied(&mut db.conn()) == [22]).then_some(())
+    });
+    runtime.shutdown().await.unwrap();
+    assert_eq!(
+        effect_count(&mut db.conn()),
+        21,
+        "each event once, the skipped one not at all"
+    );
+}
+
 macro_rules! on_every_transport {
     ($($scenario:ident),* $(,)?) => {
         mod on_kafka {
@@ -436,4 +516,5 @@ on_every_transport!(
     every_event_is_applied_once_in_key_order,
     consumers_joining_and_leaving_apply_each_event_once,
     a_failing_handler_is_retried_and_applied_once_while_other_keys_flow,
+    a_key_failing_every_attempt_stops_until_resumed_while_other_keys_flow,
 );
