@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::broker::{brokers, create_topic, unique_topic};
 use common::db::TestDb;
 use common::ledger::{effect_count, emit_credits};
-use common::proxy::{free_port, Proxy};
+use common::proxy::free_port;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -117,25 +117,9 @@ async fn metrics_count_what_was_published_and_applied_and_the_lag_reaches_zero()
 async fn readyz_is_not_ready_while_the_database_is_unreachable_and_ready_once_it_is_back() {
     common::init_logs();
     let db = TestDb::new("ops_ready");
-    let base = common::db::base_url();
-    let upstream = base
-        .split('@')
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("host:port in PROCON_TEST_DATABASE_URL")
-        .to_owned();
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut proxy = Proxy::start(
-        listen,
-        tokio::net::lookup_host(&upstream)
-            .await
-            .unwrap()
-            .next()
-            .unwrap(),
-    )
-    .await;
+    let (mut proxy, proxied_url) = common::proxy::database_proxy(&db.url).await;
     let mut config = common::runtime_config(&db, &brokers());
-    config.database_url = db.url.replacen(&upstream, &listen.to_string(), 1);
+    config.database_url = proxied_url;
     let bind = admin_on(&mut config);
     let runtime = procon::start(config).unwrap();
     let ready = |want: u16| async move {

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use common::broker::{brokers, create_topic, unique_topic, Collector, Received};
 use common::db::TestDb;
 use common::model::{Account, Routed};
-use common::proxy::{free_port, Proxy};
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use procon::prelude::*;
 use procon::runtime::transport::kafka::KafkaPublisher;
@@ -240,24 +239,7 @@ async fn a_relay_cut_off_from_the_database_stops_publishing_before_its_shards_mo
     let topic = unique_topic("shards-fenced");
     create_topic(&brokers(), &topic, 2).await;
     // The first relay reaches PostgreSQL through a proxy the test freezes.
-    let base = common::db::base_url();
-    let upstream = base
-        .split('@')
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("host:port in PROCON_TEST_DATABASE_URL")
-        .to_owned();
-    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let proxy = Proxy::start(
-        listen,
-        tokio::net::lookup_host(&upstream)
-            .await
-            .unwrap()
-            .next()
-            .unwrap(),
-    )
-    .await;
-    let proxied_url = db.url.replacen(&upstream, &listen.to_string(), 1);
+    let (proxy, proxied_url) = common::proxy::database_proxy(&db.url).await;
     let ttl = Duration::from_millis(1500);
     let mut config = sharded_config(&proxied_url, "relay-cut", 2, ttl);
     config.relay.max_in_flight_per_key = 1;

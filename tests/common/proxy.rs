@@ -115,6 +115,26 @@ async fn bind_retrying(addr: SocketAddr) -> TcpListener {
     panic!("could not bind the proxy on {addr}");
 }
 
+/// A proxy in front of the test database (`PROCON_TEST_DATABASE_URL`'s host and port), and
+/// `url` rewritten to reach the database through it.
+pub async fn database_proxy(url: &str) -> (Proxy, String) {
+    let base = super::db::base_url();
+    let upstream = base
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("host:port in PROCON_TEST_DATABASE_URL")
+        .to_owned();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let target = tokio::net::lookup_host(&upstream)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(listen, target).await;
+    (proxy, url.replacen(&upstream, &listen.to_string(), 1))
+}
+
 /// A port free right now on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -64,6 +64,27 @@ pub(crate) struct RelayState {
     pub(crate) shards_held: std::sync::atomic::AtomicUsize,
 }
 
+/// Marks the relay connected for as long as it lives (a session): on its drop, however the
+/// session ends, the relay shows disconnected and holding no shard.
+struct Connected<'a>(&'a RelayState);
+
+impl<'a> Connected<'a> {
+    fn mark(state: &'a RelayState) -> Self {
+        state
+            .connected
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Connected(state)
+    }
+}
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0.connected.store(false, Relaxed);
+        self.0.shards_held.store(0, Relaxed);
+    }
+}
+
 pub(crate) struct Relay {
     /// Shared with the admin server.
     pub(crate) state: Arc<RelayState>,
@@ -185,26 +206,7 @@ impl Relay {
         if let Err(error) = source.prepare_leases(relay.shards).await {
             return SessionEnd::Failed(error);
         }
-        self.state
-            .connected
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        let end = self.session_connected(source, wake, shutdown).await;
-        self.state
-            .connected
-            .store(false, std::sync::atomic::Ordering::Relaxed);
-        self.state
-            .shards_held
-            .store(0, std::sync::atomic::Ordering::Relaxed);
-        end
-    }
-
-    async fn session_connected(
-        &self,
-        source: &OutboxSource,
-        wake: &Notify,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> SessionEnd {
-        let relay = &self.config.relay;
+        let _connected = Connected::mark(&self.state);
         match source.backlog().await {
             Ok((backlog, _, parked)) => tracing::info!(
                 backlog,
