@@ -10,6 +10,8 @@ scripts/broker.sh start
 # The emulator keeps everything in memory and slows down as it fills: each run starts it empty.
 scripts/kinesis.sh stop
 scripts/kinesis.sh start
+# The admin page's browser test: Chromium and playwright-core.
+scripts/browser.sh install >/dev/null
 export PROCON_TEST_DATABASE_URL=${PROCON_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 export PROCON_TEST_BROKERS=${PROCON_TEST_BROKERS:-127.0.0.1:9092}
 export PROCON_TEST_KINESIS_ENDPOINT=${PROCON_TEST_KINESIS_ENDPOINT:-http://127.0.0.1:4568}

@@ -180,6 +180,8 @@ fn start_admin(
     }
     let health = admin::Health {
         database_url: config.database_url.clone(),
+        group: config.service_name.clone(),
+        token: config.admin.token.clone(),
         relay,
         consumer,
     };

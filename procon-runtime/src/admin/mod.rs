@@ -8,23 +8,31 @@
 //! - `GET /readyz`: 200 when the database answers and, with the relay running, the transport
 //!   answers (Kafka: a metadata request); 503 otherwise. The JSON body says what was checked,
 //!   the relay's state (connected, shards held: 0 is standby) and the consumer's partitions.
+//! - `GET /`: the admin page ([`page`]): backlog, relay state, partitions, keys retrying,
+//!   stops and parked events; signed in (`POST /login` with `admin.token`), the stops can be
+//!   resumed (retry, skip, accept a reset: `POST /actions/resume`) and parked events retried or
+//!   dropped (`POST /actions/parked`). Every action is checked by [`guard`] (token, same
+//!   origin) and logged.
 //!
-//! Job: serve; it never changes state (the admin page's actions, which will, need
-//! `admin.token`). Invariants: it binds to `admin.bind` (loopback by default) at start, so a
-//! port in use fails `start`; each check is bounded (2 s), so a hung database makes `/readyz`
-//! answer 503 late rather than never.
+//! Invariants: it binds to `admin.bind` (loopback by default) at start, so a port in use fails
+//! `start`; each check is bounded (2 s), so a hung database makes `/readyz` answer 503 late
+//! rather than never; actions run the runtime's own functions (`resume_lane`, `retry_parked`...)
+//! on a connection of their own, each in its transaction.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::extract::{Form, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
+
+mod guard;
+mod page;
 
 use crate::consumer::Status;
 use crate::relay::RelayState;
@@ -55,6 +63,10 @@ fn recorder() -> Option<&'static PrometheusHandle> {
 #[derive(Clone)]
 pub(crate) struct Health {
     pub(crate) database_url: String,
+    /// The service name (the consumer group).
+    pub(crate) group: String,
+    /// `admin.token`: actions are refused without it.
+    pub(crate) token: Option<String>,
     /// The relay's publisher and state, when the relay runs.
     pub(crate) relay: Option<(Arc<dyn Publisher>, Arc<RelayState>)>,
     pub(crate) consumer: Option<Status>,
@@ -88,8 +100,12 @@ pub(crate) fn spawn(
         .route("/metrics", get(metrics))
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/", get(overview_page))
+        .route("/login", post(login))
+        .route("/actions/resume", post(resume))
+        .route("/actions/parked", post(parked))
         .with_state(health);
-    tracing::info!(%bind, "admin server listening (/metrics, /livez, /readyz)");
+    tracing::info!(%bind, "admin server listening (/, /metrics, /livez, /readyz)");
     Ok(handle.spawn(async move {
         let stopped = async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -179,4 +195,204 @@ async fn readyz(State(health): State<Health>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn request(headers: &HeaderMap) -> guard::Request<'_> {
+    guard::Request {
+        host: header(headers, header::HOST),
+        origin: header(headers, header::ORIGIN),
+        sec_fetch_site: headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
+        cookie: header(headers, header::COOKIE),
+        authorization: header(headers, header::AUTHORIZATION),
+    }
+}
+
+/// Back to the page, showing `notice`.
+fn back(notice: &str) -> Response {
+    let query = serde_urlencoded::to_string([("notice", notice)]).unwrap_or_default();
+    Redirect::to(&format!("/?{query}")).into_response()
+}
+
+fn refused(refusal: guard::Refusal) -> Response {
+    tracing::warn!(reason = refusal.message(), "admin action refused");
+    (StatusCode::FORBIDDEN, Html(page::escape(refusal.message()))).into_response()
+}
+
+/// Runs `work` on a connection of its own, on a blocking thread.
+async fn with_database<T: Send + 'static>(
+    url: &str,
+    work: impl FnOnce(&mut diesel::PgConnection) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use diesel::Connection;
+        let mut conn = diesel::PgConnection::establish(&url)
+            .map_err(|e| crate::config::redact(&e.to_string()))?;
+        work(&mut conn)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+#[derive(serde::Deserialize)]
+struct Notice {
+    notice: Option<String>,
+}
+
+async fn overview_page(
+    State(health): State<Health>,
+    headers: HeaderMap,
+    Query(query): Query<Notice>,
+) -> Html<String> {
+    let group = health.group.clone();
+    let gathered = with_database(&health.database_url, move |conn| {
+        let backlog = crate::outbox::parked::backlog(conn).map_err(|e| e.to_string())?;
+        let parked = crate::outbox::parked::parked_rows(conn).map_err(|e| e.to_string())?;
+        let stopped =
+            crate::consumer::stopped_partitions(conn, Some(&group)).map_err(|e| e.to_string())?;
+        Ok((backlog, parked, stopped))
+    })
+    .await;
+    let mut overview = page::Overview {
+        service: health.group.clone(),
+        relay: health.relay.as_ref().map(|(_, state)| {
+            (
+                state.connected.load(Ordering::Relaxed),
+                state.shards_held.load(Ordering::Relaxed),
+            )
+        }),
+        partitions: health.consumer.as_ref().map(Status::in_flight),
+        stalled: health.consumer.as_ref().map_or_else(Vec::new, |status| {
+            status
+                .stalls()
+                .into_iter()
+                .filter(|s| !s.stopped)
+                .map(|s| (s.coordinates.to_string(), s.lane, s.attempts, s.error))
+                .collect()
+        }),
+        ..page::Overview::default()
+    };
+    match gathered {
+        Ok((backlog, parked, stopped)) => {
+            overview.backlog = Some(backlog);
+            overview.parked = parked;
+            overview.stopped = stopped;
+        }
+        Err(error) => overview.database_error = Some(error),
+    }
+    let signed_in = health
+        .token
+        .as_deref()
+        .is_some_and(|token| guard::signed_in(&request(&headers), token));
+    Html(page::render(&overview, query.notice.as_deref(), signed_in))
+}
+
+#[derive(serde::Deserialize)]
+struct Login {
+    token: String,
+}
+
+async fn login(
+    State(health): State<Health>,
+    headers: HeaderMap,
+    Form(form): Form<Login>,
+) -> Response {
+    let bearer = format!("Bearer {}", form.token);
+    let attempt = guard::Request {
+        authorization: Some(&bearer),
+        cookie: None,
+        ..request(&headers)
+    };
+    if let Err(refusal) = guard::check(&attempt, health.token.as_deref()) {
+        return refused(refusal);
+    }
+    tracing::info!("admin page: signed in");
+    let cookie = format!(
+        "{}={}; HttpOnly; SameSite=Strict; Path=/",
+        guard::COOKIE,
+        form.token
+    );
+    let mut response = back("signed in");
+    if let Ok(value) = cookie.parse() {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+#[derive(serde::Deserialize)]
+struct ResumeForm {
+    topic: String,
+    partition: i32,
+    lane: String,
+    how: String,
+}
+
+async fn resume(
+    State(health): State<Health>,
+    headers: HeaderMap,
+    Form(form): Form<ResumeForm>,
+) -> Response {
+    if let Err(refusal) = guard::check(&request(&headers), health.token.as_deref()) {
+        return refused(refusal);
+    }
+    let how = match form.how.as_str() {
+        "retry" => crate::consumer::Resume::Retry,
+        "skip" => crate::consumer::Resume::Skip,
+        "reset" => crate::consumer::Resume::Reset,
+        other => return back(&format!("unknown way to resume: {other}")),
+    };
+    let group = health.group.clone();
+    let (topic, partition, lane) = (form.topic.clone(), form.partition, form.lane.clone());
+    let done = with_database(&health.database_url, move |conn| {
+        let resumed = if lane.is_empty() {
+            crate::consumer::resume_partition(conn, &group, &topic, partition, how)
+        } else {
+            crate::consumer::resume_lane(conn, &group, &topic, partition, &lane, how)
+        };
+        resumed.map(|r| r.len()).map_err(|e| e.to_string())
+    })
+    .await;
+    let what = format!("{}[{}] {}", form.topic, form.partition, form.lane);
+    tracing::info!(action = "resume", how = form.how, at = what, outcome = ?done, "admin page action");
+    match done {
+        Ok(0) => back(&format!("{what} was not stopped (resumed meanwhile?)")),
+        Ok(_) => back(&format!("{what}: resumed ({})", form.how)),
+        Err(error) => back(&format!("{what}: {error}")),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ParkedForm {
+    id: i64,
+    action: String,
+}
+
+async fn parked(
+    State(health): State<Health>,
+    headers: HeaderMap,
+    Form(form): Form<ParkedForm>,
+) -> Response {
+    if let Err(refusal) = guard::check(&request(&headers), health.token.as_deref()) {
+        return refused(refusal);
+    }
+    let (id, action) = (form.id, form.action.clone());
+    let done = with_database(&health.database_url, move |conn| {
+        match action.as_str() {
+            "retry" => crate::outbox::parked::retry_parked(conn, id),
+            "drop" => crate::outbox::parked::drop_parked(conn, id),
+            _ => return Err(format!("unknown action {action}")),
+        }
+        .map_err(|e| e.to_string())
+    })
+    .await;
+    tracing::info!(action = form.action, outbox_id = form.id, outcome = ?done, "admin page action");
+    match done {
+        Ok(true) => back(&format!("parked event {}: {}", form.id, form.action)),
+        Ok(false) => back(&format!("no parked event {}", form.id)),
+        Err(error) => back(&error),
+    }
 }
