@@ -9,6 +9,8 @@
 //! - `procon parked list|retry <id>|drop <id>`: show parked events, put one back in the
 //!   outbox (published before the later events of its key), or drop it for good;
 //! - `procon stopped`: partitions stopped on a failed event;
+//! - `procon dlq list|show <p>:<pos>|redrive (--all | <p>:<pos>...) --topic T.dlq`: read a
+//!   dead-letter topic (Kafka) and send letters back to the topic they failed on;
 //! - `procon resume <topic> <partition> [--lane L] [--skip | --reset]`: resume a stopped
 //!   partition (every stopped key of it, or one lane).
 //!
@@ -29,7 +31,7 @@ use diesel::{Connection, PgConnection};
     about = "Operate procon's outbox, relay and consumers"
 )]
 struct Cli {
-    /// Print the result as JSON (status, parked list, stopped).
+    /// Print the result as JSON (status, parked list, stopped, dlq list and show).
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -82,6 +84,18 @@ enum Command {
         #[command(subcommand)]
         action: ParkedAction,
     },
+    /// Dead letters (policy `dead_letter`, Kafka): list a dead-letter topic, show a letter,
+    /// redrive letters to the topic they failed on (through the outbox, in order).
+    Dlq {
+        /// The dead-letter topic (by default `<topic>.dlq`).
+        #[arg(long)]
+        topic: String,
+        /// Kafka bootstrap servers; defaults to PROCON_BROKERS.
+        #[arg(long, env = "PROCON_BROKERS")]
+        brokers: Option<String>,
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// List partitions stopped on an event that failed every attempt.
     Stopped {
         #[command(flatten)]
@@ -111,6 +125,28 @@ enum Command {
         /// Resume only this lane (`key:<key>`, as `procon stopped` lists it).
         #[arg(long)]
         lane: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Every letter: where it sits, the event, the topic it failed on, the error.
+    List,
+    /// One letter in full: headers and payload.
+    Show {
+        /// `<partition>:<position>`, as `procon dlq list` shows it.
+        letter: String,
+    },
+    /// Send letters back to the topic they failed on, in order, under new event ids (deploy the
+    /// fix first). The letters stay in the dead-letter topic.
+    Redrive {
+        #[command(flatten)]
+        db: Database,
+        /// Every letter of the topic.
+        #[arg(long, conflicts_with = "letters")]
+        all: bool,
+        /// `<partition>:<position>` of each letter, as `procon dlq list` shows them.
+        letters: Vec<String>,
     },
 }
 
@@ -197,6 +233,102 @@ fn init(dir: &std::path::Path) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Settings for reading a topic: the environment's, with `brokers` over PROCON_BROKERS. Reading
+/// needs no database, but the settings want a URL: a placeholder stands in when none is set.
+fn kafka_settings(brokers: Option<String>) -> Result<procon::Config, BoxError> {
+    let mut vars: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    if let Some(brokers) = brokers {
+        vars.insert("PROCON_BROKERS".to_owned(), brokers);
+    }
+    vars.entry("PROCON_DATABASE_URL".to_owned())
+        .or_insert_with(|| "postgres://localhost/unused".to_owned());
+    Ok(procon::Config::from_vars(vars)?)
+}
+
+/// `<partition>:<position>` of a letter.
+fn letter_place(text: &str) -> Result<(i32, procon::Position), BoxError> {
+    let (partition, position) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text}: expected <partition>:<position>, e.g. 0:42"))?;
+    Ok((partition.parse()?, position.parse()?))
+}
+
+fn dlq(
+    json: bool,
+    topic: &str,
+    brokers: Option<String>,
+    action: DlqAction,
+) -> Result<(), BoxError> {
+    let settings = kafka_settings(brokers)?;
+    let letters = procon::dead_letters(&settings, topic, std::time::Duration::from_secs(15))
+        .map_err(|e| format!("cannot read {topic}: {e} (is PROCON_BROKERS right?)"))?;
+    let find = |place: &str| -> Result<procon::DeadLetter, BoxError> {
+        let (partition, position) = letter_place(place)?;
+        letters
+            .iter()
+            .find(|l| l.partition == partition && l.position == position)
+            .cloned()
+            .ok_or_else(|| {
+                format!("{topic} has no letter at {place}: see `procon dlq list`").into()
+            })
+    };
+    match action {
+        DlqAction::List => {
+            if json {
+                return print_json(&letters);
+            }
+            if letters.is_empty() {
+                println!("{topic} holds no letter");
+            }
+            for l in &letters {
+                println!(
+                    "{}:{} {} from {} (key {}): {}",
+                    l.partition,
+                    l.position,
+                    l.event().unwrap_or("?"),
+                    l.failed_topic().unwrap_or("?"),
+                    l.key.as_deref().unwrap_or("-"),
+                    l.error().unwrap_or("?")
+                );
+            }
+            Ok(())
+        }
+        DlqAction::Show { letter } => {
+            let letter = find(&letter)?;
+            if json {
+                return print_json(&letter);
+            }
+            for (name, value) in &letter.headers {
+                println!("{name}: {value}");
+            }
+            println!("\n{}", letter.payload);
+            Ok(())
+        }
+        DlqAction::Redrive {
+            db,
+            all,
+            letters: chosen,
+        } => {
+            let picked: Vec<procon::DeadLetter> = if all {
+                letters.clone()
+            } else if chosen.is_empty() {
+                return Err("say which letters: --all, or <partition>:<position>...".into());
+            } else {
+                chosen
+                    .iter()
+                    .map(|place| find(place))
+                    .collect::<Result<_, _>>()?
+            };
+            let mut conn = connect(db)?;
+            let sent = procon::redrive(&mut conn, &picked)?;
+            println!(
+                "{sent} letters written to the outbox; the relay publishes them in this order"
+            );
+            Ok(())
+        }
+    }
+}
+
 /// Prints `value` as JSON.
 fn print_json(value: &impl serde::Serialize) -> Result<(), BoxError> {
     println!("{}", serde_json::to_string_pretty(value)?);
@@ -207,6 +339,11 @@ fn run(cli: Cli) -> Result<(), BoxError> {
     let json = cli.json;
     match cli.command {
         Command::Init { dir } => init(&dir),
+        Command::Dlq {
+            topic,
+            brokers,
+            action,
+        } => dlq(json, &topic, brokers, action),
         Command::Migrate { db } => {
             let mut conn = connect(db)?;
             let applied = procon::migrate(&mut conn)?;

@@ -8,10 +8,10 @@
 //! - `GET /readyz`: 200 when the database answers and, with the relay running, the transport
 //!   answers (Kafka: a metadata request); 503 otherwise. The JSON body says what was checked,
 //!   the relay's state (connected, shards held: 0 is standby) and the consumer's partitions.
-//! - `GET /`: the admin page ([`page`]): backlog, relay state, partitions, keys retrying,
+//! - `GET /`: the admin page (`page.rs`): backlog, relay state, partitions, keys retrying,
 //!   stops and parked events; signed in (`POST /login` with `admin.token`), the stops can be
 //!   resumed (retry, skip, accept a reset: `POST /actions/resume`) and parked events retried or
-//!   dropped (`POST /actions/parked`). Every action is checked by [`guard`] (token, same
+//!   dropped (`POST /actions/parked`). Every action is checked by `guard.rs` (token, same
 //!   origin) and logged.
 //!
 //! Invariants: it binds to `admin.bind` (loopback by default) at start, so a port in use fails
@@ -197,7 +197,7 @@ async fn readyz(State(health): State<Health>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -265,7 +265,20 @@ async fn overview_page(
                 state.shards_held.load(Ordering::Relaxed),
             )
         }),
-        partitions: health.consumer.as_ref().map(Status::in_flight),
+        partitions: health.consumer.as_ref().map(|status| {
+            let lag = status.lag();
+            status
+                .in_flight()
+                .into_iter()
+                .map(|(topic, partition, in_flight)| {
+                    let lag = lag
+                        .iter()
+                        .find(|(t, p, _)| *t == topic && *p == partition)
+                        .map(|(_, _, l)| *l);
+                    (topic, partition, in_flight, lag)
+                })
+                .collect()
+        }),
         stalled: health.consumer.as_ref().map_or_else(Vec::new, |status| {
             status
                 .stalls()

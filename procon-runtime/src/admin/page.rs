@@ -6,6 +6,9 @@ use std::fmt::Write as _;
 use crate::consumer::StoppedPartition;
 use crate::outbox::parked::{Backlog, ParkedRow};
 
+/// A consumer partition on the page: (topic, partition, messages in flight, lag when known).
+pub(crate) type PartitionRow = (String, i32, usize, Option<u64>);
+
 /// What the page shows.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Overview {
@@ -15,8 +18,8 @@ pub(crate) struct Overview {
     pub(crate) backlog: Option<Backlog>,
     /// Relay: `Some((connected, shards held))` when it runs here.
     pub(crate) relay: Option<(bool, usize)>,
-    /// Consumer partitions as (topic, partition, in flight), when it runs here.
-    pub(crate) partitions: Option<Vec<(String, i32, usize)>>,
+    /// Consumer partitions as (topic, partition, in flight, lag when known), when it runs here.
+    pub(crate) partitions: Option<Vec<PartitionRow>>,
     /// Keys and partitions retrying a failing message here: (where, lane, attempts, error).
     pub(crate) stalled: Vec<(String, String, u32, String)>,
     /// Stops of this group, from the database.
@@ -129,11 +132,12 @@ fn partitions(html: &mut String, overview: &Overview) {
         html.push_str("<p>No consumer runs in this process.</p>");
         return;
     };
-    html.push_str("<table><tr><th>topic</th><th>partition</th><th>in flight</th></tr>");
-    for (topic, partition, in_flight) in partitions {
+    html.push_str("<table><tr><th>topic</th><th>partition</th><th>in flight</th><th>lag</th></tr>");
+    for (topic, partition, in_flight, lag) in partitions {
+        let lag = lag.map_or("–".to_owned(), |l| l.to_string());
         let _ = write!(
             html,
-            "<tr><td>{}</td><td>{partition}</td><td>{in_flight}</td></tr>",
+            "<tr><td>{}</td><td>{partition}</td><td>{in_flight}</td><td>{lag}</td></tr>",
             escape(topic)
         );
     }

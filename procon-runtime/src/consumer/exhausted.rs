@@ -269,7 +269,7 @@ fn write_error_event(
 
 /// The key as text for the outbox's `message_key`: itself when it is text PostgreSQL can
 /// store, else `0x<hex>` (the bytes themselves travel in `raw_key`).
-fn key_text(key: Option<&[u8]>) -> String {
+pub(crate) fn key_text(key: Option<&[u8]>) -> String {
     match key.map(std::str::from_utf8) {
         None => String::new(),
         Some(Ok(text)) if !text.contains('\0') => text.to_owned(),
@@ -281,21 +281,22 @@ fn key_text(key: Option<&[u8]>) -> String {
     }
 }
 
-struct Row<'a> {
-    event_id: Uuid,
-    topic: &'a str,
-    key: &'a str,
-    raw_key: Option<&'a [u8]>,
-    event_name: &'a str,
-    entity: &'a str,
-    payload: &'a str,
-    raw_payload: Option<&'a [u8]>,
-    headers: Option<String>,
-    traceparent: Option<&'a str>,
+/// An outbox row written by the consumer (dead letters, error events, redrives).
+pub(crate) struct Row<'a> {
+    pub(crate) event_id: Uuid,
+    pub(crate) topic: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) raw_key: Option<&'a [u8]>,
+    pub(crate) event_name: &'a str,
+    pub(crate) entity: &'a str,
+    pub(crate) payload: &'a str,
+    pub(crate) raw_payload: Option<&'a [u8]>,
+    pub(crate) headers: Option<String>,
+    pub(crate) traceparent: Option<&'a str>,
 }
 
 /// One outbox row (the relay publishes it like any event) and the relay's wake-up.
-fn insert_row(conn: &mut PgConnection, row: Row<'_>) -> diesel::QueryResult<()> {
+pub(crate) fn insert_row(conn: &mut PgConnection, row: Row<'_>) -> diesel::QueryResult<()> {
     diesel::sql_query(concat!(
         "INSERT INTO procon_outbox (event_id, topic, message_key, event_name, entity, payload, \
            raw_payload, headers, traceparent, raw_key) \

@@ -106,6 +106,9 @@ fn report_metrics(pipeline: &Pipeline, source: &mut dyn Source) {
             let next = stored.map_or(Some(0), |s| s.as_offset())?;
             Some((end - next).max(0) as f64)
         });
+        if let Some(lag) = lag {
+            pipeline.status.set_lag(partition, lag as u64);
+        }
         crate::metrics::partition(&partition.topic, partition.partition, lag, *in_flight);
     }
     let stalls = pipeline.status.stalls();

@@ -34,6 +34,7 @@
 
 mod apply;
 mod batch;
+mod dead_letters;
 mod exhausted;
 mod handler;
 mod housekeeping;
@@ -52,6 +53,7 @@ use std::sync::Arc;
 
 pub use apply::DuplicateHandler;
 pub use batch::BatchHandler;
+pub use dead_letters::{dead_letters, redrive, DeadLetter, RedriveError};
 pub use exhausted::FailedEvent;
 pub use handler::{
     registered_handlers, Coordinates, Event, EventHandler, HandlerContext, HandlerError,

@@ -49,6 +49,8 @@ struct Inner {
     stalls: BTreeMap<(PartitionId, String), Stall>,
     /// Messages received and not yet applied, per partition.
     in_flight: BTreeMap<PartitionId, usize>,
+    /// Log end minus stored position, per partition, as last sampled.
+    lag: BTreeMap<PartitionId, u64>,
 }
 
 /// A consumer's state for status calls; cheap to clone, safe to call from anywhere.
@@ -67,6 +69,7 @@ impl Status {
         } else {
             inner.assigned.remove(partition);
             inner.in_flight.remove(partition);
+            inner.lag.remove(partition);
             inner.stalls.retain(|(p, _), _| p != partition);
         }
     }
@@ -96,6 +99,23 @@ impl Status {
         if inner.assigned.contains(partition) {
             inner.in_flight.insert(partition.clone(), pending);
         }
+    }
+
+    pub(crate) fn set_lag(&self, partition: &PartitionId, lag: u64) {
+        let mut inner = self.inner();
+        if inner.assigned.contains(partition) {
+            inner.lag.insert(partition.clone(), lag);
+        }
+    }
+
+    /// Per owned partition, the messages between its stored position and the log end, as last
+    /// sampled (every few seconds; Kafka only), as (topic, partition, lag).
+    pub fn lag(&self) -> Vec<(String, i32, u64)> {
+        self.inner()
+            .lag
+            .iter()
+            .map(|(p, n)| (p.topic.clone(), p.partition, *n))
+            .collect()
     }
 
     /// Messages received and not yet applied, per owned partition, as (topic, partition,

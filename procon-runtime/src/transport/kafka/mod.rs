@@ -6,9 +6,11 @@
 //! [`super::Publisher`] ([`KafkaPublisher`]).
 
 mod publisher;
+mod reader;
 mod source;
 
 pub use publisher::KafkaPublisher;
+pub use reader::read_topic;
 pub use source::KafkaSource;
 
 use rdkafka::client::ClientContext;
@@ -54,6 +56,9 @@ impl ClientContext for TracingContext {
         tracing::warn!(target: "procon::kafka", %error, "kafka client error: {reason}");
     }
 }
+
+/// The default rebalance behaviour: [`read_topic`] assigns its partitions itself.
+impl rdkafka::consumer::ConsumerContext for TracingContext {}
 
 impl ProducerContext for TracingContext {
     type DeliveryOpaque = ();
