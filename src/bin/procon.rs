@@ -96,6 +96,28 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Apply a topic's events again (a reinit): the group's stored positions move back and
+    /// each event is applied once more. Stop the group's consumers first (a running one is
+    /// fenced), start them after.
+    Replay {
+        #[command(flatten)]
+        db: Database,
+        /// The consumer group (service name).
+        #[arg(long, env = "PROCON_SERVICE_NAME")]
+        group: String,
+        /// The topic, as consumed (physical name).
+        #[arg(long)]
+        topic: String,
+        /// `earliest`, or a position (Kafka offset) in every partition.
+        #[arg(long)]
+        to: String,
+        /// Show what would move; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// What handlers emit while they replay is not published (nor realtime notifications).
+        #[arg(long)]
+        no_publish: bool,
+    },
     /// List partitions stopped on an event that failed every attempt.
     Stopped {
         #[command(flatten)]
@@ -339,6 +361,50 @@ fn run(cli: Cli) -> Result<(), BoxError> {
     let json = cli.json;
     match cli.command {
         Command::Init { dir } => init(&dir),
+        Command::Replay {
+            db,
+            group,
+            topic,
+            to,
+            dry_run,
+            no_publish,
+        } => {
+            let from = match to.as_str() {
+                "earliest" => procon::ReplayFrom::Earliest,
+                other => procon::ReplayFrom::Position(other.parse().map_err(|_| {
+                    format!("--to {other}: expected `earliest` or a position (a Kafka offset); timestamps are not supported yet")
+                })?),
+            };
+            let mut conn = connect(db)?;
+            let plan = procon::replay(&mut conn, &group, &topic, from, !no_publish, dry_run)?;
+            if json {
+                return print_json(&plan);
+            }
+            for step in &plan {
+                println!(
+                    "{topic}[{}]: events below {} applied again, from {}",
+                    step.partition,
+                    step.from,
+                    step.to
+                        .map_or("the oldest one".to_owned(), |p| format!("position {p}"))
+                );
+            }
+            match (plan.is_empty(), dry_run) {
+                (true, _) => {
+                    println!("nothing to replay: every partition is stored before that position")
+                }
+                (false, true) => println!("dry run: nothing changed"),
+                (false, false) => println!(
+                    "replay recorded{}; start {group}'s consumers",
+                    if no_publish {
+                        " (handlers publish nothing while replaying)"
+                    } else {
+                        ""
+                    }
+                ),
+            }
+            Ok(())
+        }
         Command::Dlq {
             topic,
             brokers,

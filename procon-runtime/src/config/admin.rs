@@ -91,15 +91,20 @@ mod tests {
         let config = Config::from_vars(base).unwrap();
         assert!(!config.admin.enabled);
         assert_eq!(config.admin.bind.to_string(), "127.0.0.1:9464");
-        let config = Config::from_vars(base.into_iter().chain([
+        let enabled = Config::from_vars(base.into_iter().chain([
             ("PROCON_ADMIN_ENABLED", "true"),
             ("PROCON_ADMIN_BIND", "0.0.0.0:9000"),
             ("PROCON_ADMIN_TOKEN", "a-token-of-sixteen-chars"),
-        ]))
-        .unwrap();
-        assert!(config.admin.enabled);
-        assert_eq!(config.admin.bind.port(), 9000);
-        assert!(!format!("{config:?}").contains("a-token-of-sixteen"));
+        ]));
+        if cfg!(feature = "admin") {
+            let config = enabled.unwrap();
+            assert!(config.admin.enabled);
+            assert_eq!(config.admin.bind.port(), 9000);
+            assert!(!format!("{config:?}").contains("a-token-of-sixteen"));
+        } else {
+            let error = enabled.unwrap_err().to_string();
+            assert!(error.contains("`admin` feature"), "{error}");
+        }
         let error = Config::from_vars(base.into_iter().chain([("PROCON_ADMIN_BIND", "nowhere")]))
             .unwrap_err()
             .to_string();

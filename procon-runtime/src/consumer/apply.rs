@@ -295,6 +295,18 @@ pub(crate) struct UnitContext<'r> {
     pub(crate) unknown: UnknownEvents,
     pub(crate) partition: &'r PartitionId,
     pub(crate) epoch: i64,
+    /// The replay in progress on the partition, if any.
+    pub(crate) replay: Option<store::Replay>,
+}
+
+/// Handlers applying replayed messages publish nothing (`procon.publish = 'off'`, read by the
+/// outbox's inserts) when the replay says so; `on` again for the others of the unit.
+fn set_publishing(conn: &mut PgConnection, on: bool) -> diesel::QueryResult<()> {
+    use diesel::RunQueryDsl;
+    diesel::sql_query("SELECT set_config('procon.publish', $1, true)")
+        .bind::<diesel::sql_types::Text, _>(if on { "on" } else { "off" })
+        .execute(conn)
+        .map(|_| ())
 }
 
 /// A unit that failed: which message (its index), and why. Nothing of the unit stays.
@@ -340,10 +352,28 @@ pub(crate) fn apply_unit(
         }
     };
     let mut after_commit: AfterCommit = Vec::new();
+    // Messages below the replay's end are recorded under the replay's own name: applied once
+    // in this replay although applied before.
+    let replayed = |item: &Identified<'_, '_>| {
+        unit.replay
+            .is_some_and(|r| item.message.coordinates.position < r.until)
+    };
+    let silenced =
+        |item: &Identified<'_, '_>| replayed(item) && unit.replay.is_some_and(|r| !r.publish);
     let outcomes = conn.transaction(|conn| {
-        let ids: Vec<Uuid> = identified.iter().map(|i| i.event_id).collect();
-        let new_ids =
+        let (again, usual): (Vec<&Identified<'_, '_>>, Vec<&Identified<'_, '_>>) =
+            identified.iter().partition(|item| replayed(item));
+        let ids: Vec<Uuid> = usual.iter().map(|i| i.event_id).collect();
+        let mut new_ids =
             store::record_events(conn, unit.group, &ids).map_err(database(&first.coordinates))?;
+        if let (Some(replay), false) = (unit.replay, again.is_empty()) {
+            let name = format!("{}/replay-{}", unit.group, replay.generation);
+            let ids: Vec<Uuid> = again.iter().map(|i| i.event_id).collect();
+            new_ids.extend(
+                store::record_events(conn, &name, &ids).map_err(database(&first.coordinates))?,
+            );
+        }
+        let mut publishing = true;
         // An id twice in one unit is new only the first time.
         let mut seen = std::collections::HashSet::with_capacity(ids.len());
         let mut outcomes = Vec::with_capacity(identified.len());
@@ -366,8 +396,18 @@ pub(crate) fn apply_unit(
                 }
                 Some((registration, Dispatch::One(dispatch))) => {
                     for (batch, dispatch_batch, indices) in batches.drain(..) {
+                        let quiet = indices.iter().all(|i| silenced(&identified[*i]));
+                        if quiet == publishing {
+                            publishing = !quiet;
+                            set_publishing(conn, publishing)
+                                .map_err(database(&first.coordinates))?;
+                        }
                         let run = (batch, dispatch_batch, indices.as_slice());
                         run_batch(conn, unit.group, &identified, run, &mut after_commit)?;
+                    }
+                    if silenced(item) == publishing {
+                        publishing = !silenced(item);
+                        set_publishing(conn, publishing).map_err(database(&first.coordinates))?;
                     }
                     let run = (registration, dispatch);
                     run_handler(conn, unit.group, item, run, &mut after_commit).map_err(
@@ -383,6 +423,11 @@ pub(crate) fn apply_unit(
             outcomes.push(applied);
         }
         for (batch, dispatch_batch, indices) in batches.drain(..) {
+            let quiet = indices.iter().all(|i| silenced(&identified[*i]));
+            if quiet == publishing {
+                publishing = !quiet;
+                set_publishing(conn, publishing).map_err(database(&first.coordinates))?;
+            }
             let run = (batch, dispatch_batch, indices.as_slice());
             run_batch(conn, unit.group, &identified, run, &mut after_commit)?;
         }

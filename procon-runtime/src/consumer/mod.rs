@@ -42,6 +42,7 @@ mod intake;
 mod lanes;
 mod pipeline;
 mod processor;
+mod replay;
 mod retry;
 mod status;
 mod stopped;
@@ -59,6 +60,7 @@ pub use handler::{
     registered_handlers, Coordinates, Event, EventHandler, HandlerContext, HandlerError,
     HandlerEventArg, Registration,
 };
+pub use replay::{replay, ReplayError, ReplayFrom, ReplayedPartition};
 pub use status::{Stall, Status};
 pub use stopped::{
     resume_lane, resume_partition, stopped_partitions, Resume, ResumeError, StoppedPartition,

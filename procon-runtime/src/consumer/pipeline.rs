@@ -45,6 +45,8 @@ pub(crate) enum Held {
 #[derive(Debug)]
 pub(crate) struct PartitionWork {
     pub(crate) epoch: i64,
+    /// The replay in progress when the partition was claimed.
+    pub(crate) replay: Option<store::Replay>,
     pub(crate) lanes: Lanes<Message>,
     pub(crate) watermark: Watermark,
     /// The watermark last stored.
@@ -66,6 +68,7 @@ impl PartitionWork {
     fn new(claim: Claim, start: Option<Position>) -> Self {
         PartitionWork {
             epoch: claim.epoch,
+            replay: claim.replay,
             lanes: Lanes::default(),
             watermark: Watermark::new(start),
             stored: start,
@@ -98,6 +101,7 @@ impl PartitionWork {
 pub(crate) struct Unit {
     pub(crate) partition: PartitionId,
     pub(crate) epoch: i64,
+    pub(crate) replay: Option<store::Replay>,
     pub(crate) taken: Taken<Message>,
     /// Positions in the unit that failed before (their counted failures are cleared on
     /// success).
@@ -187,6 +191,7 @@ impl Pipeline {
         &'p self,
         partition: &'p PartitionId,
         epoch: i64,
+        replay: Option<store::Replay>,
     ) -> super::apply::UnitContext<'p> {
         super::apply::UnitContext {
             group: &self.group,
@@ -194,6 +199,7 @@ impl Pipeline {
             unknown: self.config.unknown_events,
             partition,
             epoch,
+            replay,
         }
     }
 
@@ -307,6 +313,7 @@ impl Pipeline {
                     Unit {
                         partition: partition.clone(),
                         epoch: work.epoch,
+                        replay: work.replay,
                         taken,
                         retried,
                     },
@@ -527,6 +534,7 @@ impl Pipeline {
                     Claim {
                         next: None,
                         epoch: -1,
+                        replay: None,
                     },
                     None,
                 );

@@ -81,7 +81,7 @@ struct Processor<'p> {
 impl Processor<'_> {
     fn process(&mut self, unit: Unit) -> Keep {
         let pipeline = self.pipeline;
-        let context = pipeline.unit_context(&unit.partition, unit.epoch);
+        let context = pipeline.unit_context(&unit.partition, unit.epoch, unit.replay);
         let messages: Vec<&Message> = unit.taken.lanes.iter().flat_map(|(_, ms)| ms).collect();
         let incoming: Vec<Incoming<'_>> = messages.iter().map(|m| Incoming::of(m)).collect();
         let started = Instant::now();
@@ -258,7 +258,7 @@ impl Processor<'_> {
             attempts: failures,
             lane,
         };
-        let context = pipeline.unit_context(partition, epoch);
+        let context = pipeline.unit_context(partition, epoch, None);
         let settled = settle(self.conn, &context, &policy.exhausted, &failed);
         drop(incoming);
         match settled {

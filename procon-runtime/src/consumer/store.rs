@@ -25,6 +25,17 @@ fn position(text: &str) -> diesel::QueryResult<Position> {
         .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
 }
 
+/// A replay in progress on a partition (the `replay` module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Replay {
+    /// Messages below this position are replayed.
+    pub(crate) until: Position,
+    /// The replay's generation: its event-id records are the group's name + `/replay-<n>`.
+    pub(crate) generation: i32,
+    /// Whether handlers publish what they emit while replaying.
+    pub(crate) publish: bool,
+}
+
 /// A partition claimed by this member: where it was left, and the epoch that fences the
 /// previous owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +44,8 @@ pub(crate) struct Claim {
     pub(crate) next: Option<Position>,
     /// This member's epoch for the partition.
     pub(crate) epoch: i64,
+    /// The replay in progress, if any.
+    pub(crate) replay: Option<Replay>,
 }
 
 #[derive(QueryableByName)]
@@ -42,6 +55,12 @@ struct ClaimRow {
     next_offset: String,
     #[diesel(sql_type = BigInt)]
     epoch: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    replay_until: Option<String>,
+    #[diesel(sql_type = Integer)]
+    replay_generation: i32,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    replay_publish: bool,
 }
 
 /// Claims `partition` for this member: increments its epoch (waiting for the transactions of
@@ -57,7 +76,8 @@ pub(crate) fn claim(
          VALUES ($1, $2, $3, -1, 1) \
          ON CONFLICT (group_id, topic, partition) DO UPDATE \
            SET epoch = procon_consumer_offsets.epoch + 1, updated_at = now() \
-         RETURNING next_offset::text AS next_offset, epoch",
+         RETURNING next_offset::text AS next_offset, epoch, replay_until::text AS replay_until, \
+           replay_generation, replay_publish",
     )
     .bind::<Text, _>(group)
     .bind::<Text, _>(&partition.topic)
@@ -68,9 +88,18 @@ pub(crate) fn claim(
     } else {
         Some(position(&row.next_offset)?)
     };
+    let replay = match row.replay_until {
+        Some(until) => Some(Replay {
+            until: position(&until)?,
+            generation: row.replay_generation,
+            publish: row.replay_publish,
+        }),
+        None => None,
+    };
     Ok(Claim {
         next,
         epoch: row.epoch,
+        replay,
     })
 }
 
@@ -112,7 +141,9 @@ pub(crate) fn store_watermark(
     next: Position,
 ) -> diesel::QueryResult<bool> {
     let updated = diesel::sql_query(
-        "UPDATE procon_consumer_offsets SET next_offset = $5::numeric, updated_at = now() \
+        "UPDATE procon_consumer_offsets SET next_offset = $5::numeric, \
+           replay_until = CASE WHEN replay_until <= $5::numeric THEN NULL ELSE replay_until END, \
+           updated_at = now() \
          WHERE group_id = $1 AND topic = $2 AND partition = $3 AND epoch = $4",
     )
     .bind::<Text, _>(group)

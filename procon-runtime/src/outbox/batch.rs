@@ -32,6 +32,7 @@ const INSERT_EVENTS: &str = concat!(
      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
           WITH ORDINALITY AS e(event_id, topic, message_key, event_name, entity, payload, traceparent, n), \
           locks, wake \
+     WHERE current_setting('procon.publish', true) IS DISTINCT FROM 'off' \
      ORDER BY e.n"
 );
 

@@ -23,7 +23,8 @@ const INSERT_EVENT: &str = concat!(
      SELECT $1, $2, $3, $4, $5, $6::json, $7 \
      FROM (SELECT pg_advisory_xact_lock(hashtextextended($2 || '\u{1f}' || $3, 0)), ",
     super::wake_relay_sql!(),
-    ") AS procon_guard"
+    ") AS procon_guard \
+     WHERE current_setting('procon.publish', true) IS DISTINCT FROM 'off'"
 );
 
 /// Wakes the relay (on commit) without writing an event.

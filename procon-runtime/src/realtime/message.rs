@@ -228,7 +228,8 @@ pub(crate) fn insert_all(
            AS m(id, channel, session_id, threshold_ms, payload, traceparent), \
          (SELECT ",
         crate::outbox::wake_realtime_sql!(),
-        ") AS wake"
+        ") AS wake \
+         WHERE current_setting('procon.publish', true) IS DISTINCT FROM 'off'"
     ))
     .bind::<Array<SqlUuid>, _>(ids)
     .bind::<Array<Text>, _>(channels)

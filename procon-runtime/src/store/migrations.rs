@@ -46,7 +46,7 @@ pub fn migration_sql() -> &'static [(&'static str, &'static str)] {
     &MIGRATION_SQL
 }
 
-const MIGRATION_SQL: [(&str, &str); 9] = [
+const MIGRATION_SQL: [(&str, &str); 10] = [
     (
         "2026-11-23-000001_procon_outbox",
         include_str!("../../migrations/2026-11-23-000001_procon_outbox/up.sql"),
@@ -82,6 +82,10 @@ const MIGRATION_SQL: [(&str, &str); 9] = [
     (
         "2026-12-01-000009_procon_kinesis_consumer",
         include_str!("../../migrations/2026-12-01-000009_procon_kinesis_consumer/up.sql"),
+    ),
+    (
+        "2026-12-02-000010_procon_replay",
+        include_str!("../../migrations/2026-12-02-000010_procon_replay/up.sql"),
     ),
 ];
 

@@ -1,0 +1,136 @@
+//! Replay (KaufmannEx's reinit): a consumer group applies a topic's events again from an
+//! earlier position, each once per replay, optionally without publishing what its handlers
+//! emit meanwhile.
+//!
+//! [`replay`] moves the group's stored positions of the topic back, records per partition
+//! where the replay ends (`replay_until`: the position stored before, below which every event
+//! was applied) and bumps the partition's replay generation and epoch (a member running the
+//! partition is fenced and its work dropped; run replays with the group's consumers stopped).
+//! While a partition's messages are below `replay_until`, the consumer records their event ids
+//! under the generation's own name (`<group>/replay-<n>`), so each is applied exactly once in
+//! this replay although it was applied before; at and above it, the group's usual records
+//! apply. With `publish = false`, handlers applying replayed messages run with
+//! `procon.publish = 'off'` set in their transaction: every emit (and realtime notification)
+//! of theirs writes nothing. The replay ends by itself when the stored position passes
+//! `replay_until`.
+
+use diesel::pg::PgConnection;
+use diesel::sql_types::{Bool, Integer, Text};
+use diesel::{Connection, QueryableByName, RunQueryDsl};
+
+use crate::transport::Position;
+
+/// Where a replay starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayFrom {
+    /// The oldest message each partition still holds.
+    Earliest,
+    /// This position in every partition (a Kafka offset; a partition stored below it is left
+    /// alone).
+    Position(Position),
+}
+
+/// What a replay does to one partition.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReplayedPartition {
+    /// The partition.
+    pub partition: i32,
+    /// The position stored before: every event below it is applied again.
+    pub from: Position,
+    /// Where the partition starts over (`None`: its oldest message).
+    pub to: Option<Position>,
+}
+
+/// Why a replay changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The group has stored no position for the topic (it never consumed it, or the topic is
+    /// named differently: the physical name, as `procon stopped` shows it).
+    #[error("group {group} has no stored position for topic {topic}: nothing to replay (use the physical topic name)")]
+    NothingStored {
+        /// The group.
+        group: String,
+        /// The topic.
+        topic: String,
+    },
+    /// The database failed; nothing changed.
+    #[error("could not replay: {0}")]
+    Database(#[from] diesel::result::Error),
+}
+
+#[derive(QueryableByName)]
+struct Stored {
+    #[diesel(sql_type = Integer)]
+    partition: i32,
+    #[diesel(sql_type = Text)]
+    next: String,
+}
+
+/// Moves `group`'s positions of `topic` back to `from` (see the module doc). With `dry_run`
+/// nothing changes; the plan is returned either way.
+pub fn replay(
+    conn: &mut PgConnection,
+    group: &str,
+    topic: &str,
+    from: ReplayFrom,
+    publish: bool,
+    dry_run: bool,
+) -> Result<Vec<ReplayedPartition>, ReplayError> {
+    conn.transaction(|conn| {
+        let stored: Vec<Stored> = diesel::sql_query(
+            "SELECT partition, next_offset::text AS next FROM procon_consumer_offsets \
+             WHERE group_id = $1 AND topic = $2 AND next_offset >= 0 ORDER BY partition FOR UPDATE",
+        )
+        .bind::<Text, _>(group)
+        .bind::<Text, _>(topic)
+        .load(conn)?;
+        if stored.is_empty() {
+            return Err(ReplayError::NothingStored {
+                group: group.to_owned(),
+                topic: topic.to_owned(),
+            });
+        }
+        let mut plan = Vec::new();
+        for row in stored {
+            let Ok(at) = row.next.parse::<Position>() else {
+                continue;
+            };
+            let to = match from {
+                ReplayFrom::Earliest => None,
+                ReplayFrom::Position(p) if p < at => Some(p),
+                ReplayFrom::Position(_) => continue,
+            };
+            plan.push(ReplayedPartition {
+                partition: row.partition,
+                from: at,
+                to,
+            });
+        }
+        if dry_run {
+            return Ok(plan);
+        }
+        for step in &plan {
+            diesel::sql_query(
+                "UPDATE procon_consumer_offsets SET \
+                   replay_until = GREATEST(COALESCE(replay_until, 0), next_offset), \
+                   next_offset = $4::numeric, replay_generation = replay_generation + 1, \
+                   replay_publish = $5, epoch = epoch + 1, updated_at = now() \
+                 WHERE group_id = $1 AND topic = $2 AND partition = $3",
+            )
+            .bind::<Text, _>(group)
+            .bind::<Text, _>(topic)
+            .bind::<Integer, _>(step.partition)
+            .bind::<Text, _>(step.to.map_or("-1".to_owned(), |p| p.to_string()))
+            .bind::<Bool, _>(publish)
+            .execute(conn)?;
+        }
+        tracing::info!(
+            group,
+            topic,
+            partitions = plan.len(),
+            publish,
+            "replay recorded; the group's consumers apply the events again from there"
+        );
+        Ok(plan)
+    })
+}

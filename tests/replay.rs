@@ -1,0 +1,214 @@
+//! Replay through the operator CLI, against real PostgreSQL and the test broker: a dry run
+//! changes nothing; `procon replay --to earliest --no-publish` makes the group apply each event
+//! once more, and what the handler emits while replaying is not written; the replay ends by
+//! itself once the group is past where it was.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::broker::{brokers, create_topic, unique_topic};
+use common::db::TestDb;
+use common::ledger::{effect_count, effects, CreditOut, Entry, Out};
+use diesel::sql_types::{Nullable, Text};
+use diesel::{Connection, QueryableByName, RunQueryDsl};
+use procon::OutboxExt;
+
+const LONG: Duration = Duration::from_secs(60);
+
+struct ShoutOut(Out);
+
+impl procon::Outbox for ShoutOut {
+    const ENTITY: &'static str = "shout";
+    fn topic(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(&self.0.entity_topic)
+    }
+    fn key(&self) -> String {
+        self.0.entry.account.to_string()
+    }
+    fn serialize_payload<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&self.0.entry, serializer)
+    }
+}
+
+/// Records the effect and emits an echo (a credit on `echoes`) in the same transaction.
+struct OnShout;
+
+impl procon::EventHandler for OnShout {
+    const TOPIC: &'static str = common::ledger::TOPIC;
+    const EVENT: &'static str = "shout.created";
+    type Payload = Entry;
+    fn handle(
+        ctx: &mut procon::HandlerContext<'_>,
+        event: procon::Event<Entry>,
+    ) -> Result<(), procon::HandlerError> {
+        let entry = event.after.clone().expect("an entry");
+        diesel::sql_query(
+            "INSERT INTO effects (event_id, account, seq, partition, position) \
+             VALUES ($1, $2, $3, 0, 0)",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(event.event_id)
+        .bind::<diesel::sql_types::BigInt, _>(entry.account)
+        .bind::<diesel::sql_types::BigInt, _>(entry.seq)
+        .execute(ctx.conn())?;
+        CreditOut(Out {
+            entity_topic: "echoes".to_owned(),
+            entry,
+        })
+        .emit_created(ctx.conn())
+        .map_err(|e| procon::HandlerError::msg(e.to_string()))?;
+        Ok(())
+    }
+}
+procon::register_handler!(OnShout);
+
+fn procon(db: &TestDb, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_procon"))
+        .args(args)
+        .env("PROCON_DATABASE_URL", &db.url)
+        .output()
+        .expect("run procon")
+}
+
+#[derive(QueryableByName)]
+struct Stored {
+    #[diesel(sql_type = Text)]
+    next: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    until: Option<String>,
+}
+
+fn stored(db: &TestDb, group: &str) -> Vec<(String, Option<String>)> {
+    diesel::sql_query(
+        "SELECT next_offset::text AS next, replay_until::text AS until \
+         FROM procon_consumer_offsets WHERE group_id = $1 ORDER BY partition",
+    )
+    .bind::<Text, _>(group)
+    .load::<Stored>(&mut db.conn())
+    .unwrap()
+    .into_iter()
+    .map(|s| (s.next, s.until))
+    .collect()
+}
+
+fn echoes(db: &TestDb) -> i64 {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query("SELECT count(*) AS n FROM procon_outbox WHERE topic = 'echoes'")
+        .get_result::<Count>(&mut db.conn())
+        .unwrap()
+        .n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_applies_each_event_once_more_and_publishes_nothing_with_no_publish() {
+    common::init_logs();
+    let db = TestDb::new("replay");
+    common::ledger::create_effects(&mut db.conn());
+    let topic = unique_topic("replay");
+    create_topic(&brokers(), &topic, 2).await;
+    let group = unique_topic("replay-group");
+    db.conn()
+        .transaction(|conn| {
+            for seq in 1..=6 {
+                ShoutOut(Out {
+                    entity_topic: topic.clone(),
+                    entry: Entry {
+                        account: seq % 3,
+                        seq,
+                    },
+                })
+                .emit_created(conn)?;
+            }
+            Ok::<_, procon::EmitError>(())
+        })
+        .unwrap();
+    // Published by a relay alone; the consumer runs without one, so the echoes stay in the
+    // outbox, where they can be counted.
+    let relay = procon::start(common::runtime_config(&db, &brokers())).unwrap();
+    common::wait_for("the shouts published", LONG, || {
+        (common::db::count(&mut db.conn(), "procon_outbox") == 0).then_some(())
+    });
+    relay.shutdown().await.unwrap();
+    let consumer = || {
+        let mut config = common::consumer_config(&db, &brokers(), &group, &topic);
+        config.relay.enabled = false;
+        procon::start(config).unwrap()
+    };
+    let runtime = consumer();
+    common::wait_for("6 effects", LONG, || {
+        (effect_count(&mut db.conn()) >= 6).then_some(())
+    });
+    runtime.shutdown().await.unwrap();
+    assert_eq!(echoes(&db), 6);
+    let before = stored(&db, &group);
+
+    let dry = procon(
+        &db,
+        &[
+            "replay",
+            "--group",
+            &group,
+            "--topic",
+            &topic,
+            "--to",
+            "earliest",
+            "--dry-run",
+        ],
+    );
+    assert!(dry.status.success(), "{dry:?}");
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("dry run: nothing changed"));
+    assert_eq!(stored(&db, &group), before, "a dry run changes nothing");
+
+    let replayed = procon(
+        &db,
+        &[
+            "replay",
+            "--group",
+            &group,
+            "--topic",
+            &topic,
+            "--to",
+            "earliest",
+            "--no-publish",
+        ],
+    );
+    assert!(replayed.status.success(), "{replayed:?}");
+    let runtime = consumer();
+    common::wait_for("12 effects", LONG, || {
+        (effect_count(&mut db.conn()) >= 12).then_some(())
+    });
+    common::wait_for("the replay to end by itself", LONG, || {
+        stored(&db, &group)
+            .iter()
+            .all(|(_, until)| until.is_none())
+            .then_some(())
+    });
+    runtime.shutdown().await.unwrap();
+    let mut applied: HashMap<String, usize> = HashMap::new();
+    for effect in effects(&mut db.conn()) {
+        *applied.entry(effect.event_id).or_default() += 1;
+    }
+    assert_eq!(applied.len(), 6);
+    assert!(
+        applied.values().all(|n| *n == 2),
+        "each event once more: {applied:?}"
+    );
+    assert_eq!(
+        echoes(&db),
+        6,
+        "nothing emitted while replaying with --no-publish"
+    );
+    let unknown = procon(
+        &db,
+        &[
+            "replay", "--group", "nobody", "--topic", &topic, "--to", "earliest",
+        ],
+    );
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no stored position"));
+}
