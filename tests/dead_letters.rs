@@ -2,11 +2,12 @@
 //! whose handler fails every attempt go to the dead-letter topic (policy `dead_letter`) while
 //! their key goes on; `procon dlq list` shows them with their error, `show` one in full; once the
 //! handler is fixed, `procon dlq redrive --all` sends them back through the outbox, in order, and
-//! each is applied once.
+//! each is applied once. The admin page shows the same letters and redrives one from its button.
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use common::broker::{brokers, create_topic, unique_topic};
@@ -16,9 +17,10 @@ use diesel::{Connection, RunQueryDsl};
 use procon::OutboxExt;
 
 const LONG: Duration = Duration::from_secs(60);
+const TOKEN: &str = "a-dead-letter-admin-token";
 
-/// The handler's fix, deployed.
-static FIXED: AtomicBool = AtomicBool::new(false);
+/// Accounts whose fix is deployed (each test uses an account of its own).
+static FIXED: Mutex<BTreeSet<i64>> = Mutex::new(BTreeSet::new());
 
 struct FragileOut(Out);
 
@@ -46,12 +48,12 @@ impl procon::EventHandler for OnFragile {
         ctx: &mut procon::HandlerContext<'_>,
         event: procon::Event<Entry>,
     ) -> Result<(), procon::HandlerError> {
-        if !FIXED.load(Ordering::SeqCst) {
+        let entry = event.after.clone().expect("an entry");
+        if !FIXED.lock().unwrap().contains(&entry.account) {
             return Err(procon::HandlerError::msg(
                 "fragile: the fix is not deployed",
             ));
         }
-        let entry = event.after.clone().expect("an entry");
         diesel::sql_query(
             "INSERT INTO effects (event_id, account, seq, partition, position) \
              VALUES ($1, $2, $3, 0, 0)",
@@ -133,7 +135,7 @@ async fn dead_letters_are_listed_with_their_error_and_redriven_in_order_once_fix
     let missing = procon(&db, &["dlq", "--topic", &dlq, "show", "0:999"]);
     assert!(!missing.status.success());
 
-    FIXED.store(true, Ordering::SeqCst);
+    FIXED.lock().unwrap().insert(5);
     let redriven = procon(&db, &["dlq", "--topic", &dlq, "redrive", "--all"]);
     assert!(redriven.status.success(), "{redriven:?}");
     common::wait_for("the redriven events applied", LONG, || {
@@ -142,4 +144,80 @@ async fn dead_letters_are_listed_with_their_error_and_redriven_in_order_once_fix
     runtime.shutdown().await.unwrap();
     let seqs: Vec<i64> = effects(&mut db.conn()).iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [3, 1, 2], "redriven in order, each once");
+}
+
+/// An HTTP/1.1 request to the admin server: (status, body).
+async fn http(bind: std::net::SocketAddr, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(bind).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_admin_page_lists_dead_letters_and_redrives_one() {
+    common::init_logs();
+    let db = TestDb::new("dead_letters_page");
+    common::ledger::create_effects(&mut db.conn());
+    let topic = unique_topic("dlq-page");
+    let dlq = format!("{topic}.dlq");
+    create_topic(&brokers(), &topic, 1).await;
+    create_topic(&brokers(), &dlq, 1).await;
+    db.conn()
+        .transaction(|conn| {
+            FragileOut(Out {
+                entity_topic: topic.clone(),
+                entry: Entry { account: 6, seq: 1 },
+            })
+            .emit_created(conn)
+        })
+        .unwrap();
+    let mut config =
+        common::consumer_config(&db, &brokers(), &unique_topic("dlq-page-group"), &topic);
+    config.consumer.failure.max_attempts = 2;
+    config.consumer.failure.exhausted = procon::Exhausted::DeadLetter { topic: None };
+    config.consumer.failure.backoff.initial = Duration::from_millis(50);
+    let bind: std::net::SocketAddr = format!("127.0.0.1:{}", common::proxy::free_port())
+        .parse()
+        .unwrap();
+    config.admin.enabled = true;
+    config.admin.bind = bind;
+    config.admin.token = Some(TOKEN.to_owned());
+    let runtime = procon::start(config).unwrap();
+    let get = format!("GET / HTTP/1.1\r\nHost: {bind}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n");
+    let page = common::wait_for_async("the letter on the page", LONG, || {
+        let get = get.clone();
+        async move {
+            let (_, body) = http(bind, &get).await;
+            body.contains("the fix is not deployed").then_some(body)
+        }
+    })
+    .await;
+    assert!(page.contains(&dlq), "{page}");
+    let letter = page
+        .split("name=\"letter\" value=\"")
+        .nth(2)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a Redrive button for the letter")
+        .to_owned();
+    FIXED.lock().unwrap().insert(6);
+    let form = format!("dlq={dlq}&letter={}", letter.replace(':', "%3A"));
+    let post = format!(
+        "POST /actions/redrive HTTP/1.1\r\nHost: {bind}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    );
+    assert_eq!(http(bind, &post).await.0, 303);
+    common::wait_for("the redriven event applied", LONG, || {
+        (effect_count(&mut db.conn()) >= 1).then_some(())
+    });
+    runtime.shutdown().await.unwrap();
+    let seqs: Vec<i64> = effects(&mut db.conn()).iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1]);
 }

@@ -184,6 +184,7 @@ fn start_admin(
         token: config.admin.token.clone(),
         relay,
         consumer,
+        settings: Arc::new(config.clone()),
     };
     Ok(Some(admin::spawn(
         handle,

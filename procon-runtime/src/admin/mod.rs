@@ -9,9 +9,10 @@
 //!   answers (Kafka: a metadata request); 503 otherwise. The JSON body says what was checked,
 //!   the relay's state (connected, shards held: 0 is standby) and the consumer's partitions.
 //! - `GET /`: the admin page (`page.rs`): backlog, relay state, partitions, keys retrying,
-//!   stops and parked events; signed in (`POST /login` with `admin.token`), the stops can be
-//!   resumed (retry, skip, accept a reset: `POST /actions/resume`) and parked events retried or
-//!   dropped (`POST /actions/parked`). Every action is checked by `guard.rs` (token, same
+//!   stops, parked events and (Kafka, policy `dead_letter`) the dead letters of the consumed
+//!   topics; signed in (`POST /login` with `admin.token`), the stops can be resumed (retry,
+//!   skip, accept a reset: `POST /actions/resume`), parked events retried or dropped
+//!   (`POST /actions/parked`) and dead letters redriven (`POST /actions/redrive`). Every action is checked by `guard.rs` (token, same
 //!   origin) and logged.
 //!
 //! Invariants: it binds to `admin.bind` (loopback by default) at start, so a port in use fails
@@ -37,6 +38,9 @@ mod page;
 use crate::consumer::Status;
 use crate::relay::RelayState;
 use crate::transport::Publisher;
+
+/// How long reading one dead-letter topic for the page may take.
+const DLQ_READ: Duration = Duration::from_secs(3);
 
 /// How long one readiness check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -70,6 +74,41 @@ pub(crate) struct Health {
     /// The relay's publisher and state, when the relay runs.
     pub(crate) relay: Option<(Arc<dyn Publisher>, Arc<RelayState>)>,
     pub(crate) consumer: Option<Status>,
+    /// The runtime's settings (dead-letter topics and how to read them).
+    pub(crate) settings: Arc<crate::config::Config>,
+}
+
+impl Health {
+    /// The dead-letter topics of the topics this process consumes (policy `dead_letter`, Kafka).
+    fn dead_letter_topics(&self) -> Vec<String> {
+        let (Some(status), crate::config::Transport::Kafka) =
+            (&self.consumer, self.settings.transport)
+        else {
+            return Vec::new();
+        };
+        let consumer = &self.settings.consumer;
+        let mut topics: Vec<String> = status
+            .assigned_partitions()
+            .into_iter()
+            .map(|(topic, _)| topic)
+            .filter_map(|physical| {
+                let logical = consumer
+                    .topics
+                    .iter()
+                    .find(|(_, p)| **p == physical)
+                    .map_or(physical.as_str(), |(l, _)| l.as_str());
+                match &consumer.failure_policy(logical).exhausted {
+                    crate::config::Exhausted::DeadLetter { topic } => {
+                        Some(topic.clone().unwrap_or_else(|| format!("{physical}.dlq")))
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
 }
 
 /// Why the admin server did not start.
@@ -104,6 +143,7 @@ pub(crate) fn spawn(
         .route("/login", post(login))
         .route("/actions/resume", post(resume))
         .route("/actions/parked", post(parked))
+        .route("/actions/redrive", post(redrive))
         .with_state(health);
     tracing::info!(%bind, "admin server listening (/, /metrics, /livez, /readyz)");
     Ok(handle.spawn(async move {
@@ -248,6 +288,20 @@ async fn overview_page(
     headers: HeaderMap,
     Query(query): Query<Notice>,
 ) -> Html<String> {
+    let dlq_topics = health.dead_letter_topics();
+    let settings = health.settings.clone();
+    let letters = tokio::task::spawn_blocking(move || {
+        dlq_topics
+            .into_iter()
+            .map(|topic| {
+                let read = crate::consumer::dead_letters(&settings, &topic, DLQ_READ)
+                    .map_err(|e| e.to_string());
+                (topic, read)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
     let group = health.group.clone();
     let gathered = with_database(&health.database_url, move |conn| {
         let backlog = crate::outbox::parked::backlog(conn).map_err(|e| e.to_string())?;
@@ -287,6 +341,7 @@ async fn overview_page(
                 .map(|s| (s.coordinates.to_string(), s.lane, s.attempts, s.error))
                 .collect()
         }),
+        dead_letters: letters,
         ..page::Overview::default()
     };
     match gathered {
@@ -406,6 +461,60 @@ async fn parked(
     match done {
         Ok(true) => back(&format!("parked event {}: {}", form.id, form.action)),
         Ok(false) => back(&format!("no parked event {}", form.id)),
+        Err(error) => back(&error),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct RedriveForm {
+    dlq: String,
+    /// `<partition>:<position>`, or `all`.
+    letter: String,
+}
+
+async fn redrive(
+    State(health): State<Health>,
+    headers: HeaderMap,
+    Form(form): Form<RedriveForm>,
+) -> Response {
+    if let Err(refusal) = guard::check(&request(&headers), health.token.as_deref()) {
+        return refused(refusal);
+    }
+    if !health.dead_letter_topics().contains(&form.dlq) {
+        return back(&format!(
+            "{} is not a dead-letter topic of this service",
+            form.dlq
+        ));
+    }
+    let (settings, dlq, letter) = (
+        health.settings.clone(),
+        form.dlq.clone(),
+        form.letter.clone(),
+    );
+    let read = tokio::task::spawn_blocking(move || {
+        crate::consumer::dead_letters(&settings, &dlq, DLQ_READ).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|read| read);
+    let picked: Vec<crate::consumer::DeadLetter> = match read {
+        Ok(letters) if letter == "all" => letters,
+        Ok(letters) => letters
+            .into_iter()
+            .filter(|l| format!("{}:{}", l.partition, l.position) == letter)
+            .collect(),
+        Err(error) => return back(&format!("cannot read {}: {error}", form.dlq)),
+    };
+    if picked.is_empty() {
+        return back(&format!("{} has no letter {}", form.dlq, form.letter));
+    }
+    let done = with_database(&health.database_url, move |conn| {
+        crate::consumer::redrive(conn, &picked).map_err(|e| e.to_string())
+    })
+    .await;
+    tracing::info!(action = "redrive", dlq = form.dlq, letter = form.letter, outcome = ?done, "admin page action");
+    match done {
+        Ok(sent) => back(&format!("{sent} dead letters of {} redriven", form.dlq)),
         Err(error) => back(&error),
     }
 }

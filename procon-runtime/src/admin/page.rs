@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::consumer::StoppedPartition;
+use crate::consumer::{DeadLetter, StoppedPartition};
 use crate::outbox::parked::{Backlog, ParkedRow};
 
 /// A consumer partition on the page: (topic, partition, messages in flight, lag when known).
@@ -28,6 +28,8 @@ pub(crate) struct Overview {
     pub(crate) parked: Vec<ParkedRow>,
     /// What the database said when it failed.
     pub(crate) database_error: Option<String>,
+    /// Each dead-letter topic of the consumed topics with its letters, or why it was not read.
+    pub(crate) dead_letters: Vec<(String, Result<Vec<DeadLetter>, String>)>,
 }
 
 /// `text` with `& < > " '` escaped.
@@ -76,6 +78,7 @@ pub(crate) fn render(overview: &Overview, notice: Option<&str>, signed_in: bool)
     partitions(&mut html, overview);
     stops(&mut html, overview, signed_in);
     parked(&mut html, overview, signed_in);
+    dead_letters(&mut html, overview, signed_in);
     if !signed_in {
         html.push_str(
             "<h2>Sign in</h2><p>Actions need the admin token (<code>PROCON_ADMIN_TOKEN</code>).</p>\
@@ -248,6 +251,63 @@ fn parked(html: &mut String, overview: &Overview, signed_in: bool) {
         html.push_str("</td></tr>");
     }
     html.push_str("</table>");
+}
+
+fn redrive_form(html: &mut String, dlq: &str, letter: &str, label: &str) {
+    let _ = write!(
+        html,
+        "<form method=\"post\" action=\"/actions/redrive\">\
+         <input type=\"hidden\" name=\"dlq\" value=\"{}\">\
+         <input type=\"hidden\" name=\"letter\" value=\"{}\">\
+         <button>{label}</button></form>",
+        escape(dlq),
+        escape(letter)
+    );
+}
+
+fn dead_letters(html: &mut String, overview: &Overview, signed_in: bool) {
+    if overview.dead_letters.is_empty() {
+        return;
+    }
+    html.push_str("<h2>Dead letters</h2>");
+    for (dlq, letters) in &overview.dead_letters {
+        let _ = write!(html, "<h3>{}</h3>", escape(dlq));
+        let letters = match letters {
+            Ok(letters) if letters.is_empty() => {
+                html.push_str("<p>No letter.</p>");
+                continue;
+            }
+            Ok(letters) => letters,
+            Err(error) => {
+                let _ = write!(html, "<p class=\"bad\">not read: {}</p>", escape(error));
+                continue;
+            }
+        };
+        if signed_in {
+            redrive_form(html, dlq, "all", "Redrive all, in order");
+        }
+        html.push_str(
+            "<table class=\"letters\"><tr><th>letter</th><th>event</th><th>failed on</th><th>key</th>\
+             <th>attempts</th><th>error</th><th></th></tr>",
+        );
+        for letter in letters {
+            let place = format!("{}:{}", letter.partition, letter.position);
+            let _ = write!(
+                html,
+                "<tr><td>{place}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"bad\">{}</td><td>",
+                escape(letter.event().unwrap_or("?")),
+                escape(letter.failed_topic().unwrap_or("?")),
+                escape(letter.key.as_deref().unwrap_or("-")),
+                escape(letter.header("procon-dlq-attempts").unwrap_or("?")),
+                escape(letter.error().unwrap_or("?"))
+            );
+            if signed_in {
+                redrive_form(html, dlq, &place, "Redrive");
+            }
+            html.push_str("</td></tr>");
+        }
+        html.push_str("</table>");
+    }
 }
 
 #[cfg(test)]
