@@ -15,25 +15,11 @@ PORT=${PROCON_KINESIS_PORT:-4568}
 PIDFILE="$DIR/kinesis.pid"
 LOG="$DIR/kinesis.log"
 
-sha() { sha256sum "$1" | cut -d' ' -f1; }
+# shellcheck source=lib/npm-pinned.sh
+. "$ROOT/scripts/lib/npm-pinned.sh"
 
 install() {
-  if [ -f "$DIR/package/main.js" ] && [ "$(cat "$DIR/installed" 2>/dev/null)" = "$TGZ_SHA256" ]; then
-    return 0
-  fi
-  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || {
-    echo "kinesis.sh: Node.js and npm are needed (Debian: apt-get install nodejs npm)" >&2; exit 1
-  }
-  mkdir -p "$DIR"
-  rm -rf "$DIR/package" "$DIR"/*.tgz
-  (cd "$DIR" && npm pack --silent "kinesis-local@$VERSION" >/dev/null)
-  local tgz="$DIR/kinesis-local-$VERSION.tgz"
-  if [ "$(sha "$tgz")" != "$TGZ_SHA256" ]; then
-    echo "kinesis.sh: checksum mismatch for $tgz (expected $TGZ_SHA256)" >&2; exit 1
-  fi
-  tar xzf "$tgz" -C "$DIR"
-  echo "$TGZ_SHA256" >"$DIR/installed"
-  echo "kinesis.sh: installed kinesis-local $VERSION"
+  npm_pinned "$DIR" kinesis-local "$VERSION" "$TGZ_SHA256"
 }
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }

@@ -12,30 +12,13 @@ use std::time::Duration;
 
 use common::broker::{brokers, create_topic, unique_topic};
 use common::db::TestDb;
-use common::ledger::{effects, CreditOut, Entry, Out};
+use common::ledger::{effects, CreditOut, Entry, Out, PoisonOut};
 use common::proxy::free_port;
 use diesel::Connection;
 use procon::OutboxExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LONG: Duration = Duration::from_secs(60);
 const TOKEN: &str = "an-admin-token-for-tests";
-
-/// A ledger event whose handler fails every attempt.
-struct PoisonOut(Out);
-
-impl procon::Outbox for PoisonOut {
-    const ENTITY: &'static str = "poison";
-    fn topic(&self) -> std::borrow::Cow<'_, str> {
-        std::borrow::Cow::Borrowed(&self.0.entity_topic)
-    }
-    fn key(&self) -> String {
-        self.0.entry.account.to_string()
-    }
-    fn serialize_payload<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serde::Serialize::serialize(&self.0.entry, serializer)
-    }
-}
 
 struct OnPoison;
 
@@ -54,18 +37,8 @@ impl procon::EventHandler for OnPoison {
 }
 procon::register_handler!(OnPoison);
 
-/// A raw HTTP/1.1 request to the admin server: the status code.
 async fn post(bind: SocketAddr, path: &str, headers: &str, body: &str) -> u16 {
-    let mut stream = tokio::net::TcpStream::connect(bind).await.unwrap();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {bind}\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n{headers}\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    answer.split(' ').nth(1).unwrap().parse().unwrap()
+    common::http::post_form(bind, path, headers, body).await.0
 }
 
 /// The playwright-core package folder, installed (with Chromium) by `scripts/browser.sh`.

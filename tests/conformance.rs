@@ -22,9 +22,10 @@ use std::time::Duration;
 use common::broker::{brokers, create_topic, unique_topic, Collector};
 use common::db::TestDb;
 use common::kinesis;
-use common::ledger::{assert_exactly_once_in_key_order, effect_count, emit_credits, Entry};
+use common::ledger::{
+    assert_exactly_once_in_key_order, effect_count, emit_credits, Entry, RetriedOut,
+};
 use common::model::emit_seqs as emit;
-use diesel::RunQueryDsl;
 use procon::runtime::transport::kinesis::record;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -323,23 +324,6 @@ async fn consumers_joining_and_leaving_apply_each_event_once(bus: Bus) {
 /// its own).
 static RETRIES: Mutex<BTreeMap<i64, u32>> = Mutex::new(BTreeMap::new());
 
-/// A ledger event whose handler fails its first two attempts at accounts 900 to 949, and
-/// every attempt at seq 1 of accounts 950 and above (a poison event).
-struct RetriedOut(common::ledger::Out);
-
-impl procon::Outbox for RetriedOut {
-    const ENTITY: &'static str = "retried";
-    fn topic(&self) -> std::borrow::Cow<'_, str> {
-        std::borrow::Cow::Borrowed(&self.0.entity_topic)
-    }
-    fn key(&self) -> String {
-        self.0.entry.account.to_string()
-    }
-    fn serialize_payload<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serde::Serialize::serialize(&self.0.entry, serializer)
-    }
-}
-
 struct OnRetried;
 
 impl procon::EventHandler for OnRetried {
@@ -351,14 +335,7 @@ impl procon::EventHandler for OnRetried {
         event: procon::Event<Entry>,
     ) -> Result<(), procon::HandlerError> {
         let entry = event.after.clone().expect("an entry");
-        diesel::sql_query(
-            "INSERT INTO effects (event_id, account, seq, partition, position) \
-             VALUES ($1, $2, $3, 0, 0)",
-        )
-        .bind::<diesel::sql_types::Uuid, _>(event.event_id)
-        .bind::<diesel::sql_types::BigInt, _>(entry.account)
-        .bind::<diesel::sql_types::BigInt, _>(entry.seq)
-        .execute(ctx.conn())?;
+        common::ledger::record(ctx, &event)?; // rolled back when the attempt fails
         if entry.account >= 950 && entry.seq == 1 {
             return Err(procon::HandlerError::msg(
                 "a poison event: fails every attempt",

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::broker::{brokers, create_topic, unique_topic};
 use common::db::TestDb;
-use common::ledger::{effect_count, effects, CreditOut, Entry, Out};
-use diesel::{Connection, RunQueryDsl};
+use common::ledger::{effect_count, effects, CreditOut, Entry, FragileOut, Out};
+use diesel::Connection;
 use procon::OutboxExt;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -21,21 +21,6 @@ const TOKEN: &str = "a-dead-letter-admin-token";
 
 /// Accounts whose fix is deployed (each test uses an account of its own).
 static FIXED: Mutex<BTreeSet<i64>> = Mutex::new(BTreeSet::new());
-
-struct FragileOut(Out);
-
-impl procon::Outbox for FragileOut {
-    const ENTITY: &'static str = "fragile";
-    fn topic(&self) -> std::borrow::Cow<'_, str> {
-        std::borrow::Cow::Borrowed(&self.0.entity_topic)
-    }
-    fn key(&self) -> String {
-        self.0.entry.account.to_string()
-    }
-    fn serialize_payload<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serde::Serialize::serialize(&self.0.entry, serializer)
-    }
-}
 
 /// Fails until the fix is deployed; then records the effect.
 struct OnFragile;
@@ -48,21 +33,13 @@ impl procon::EventHandler for OnFragile {
         ctx: &mut procon::HandlerContext<'_>,
         event: procon::Event<Entry>,
     ) -> Result<(), procon::HandlerError> {
-        let entry = event.after.clone().expect("an entry");
-        if !FIXED.lock().unwrap().contains(&entry.account) {
+        let account = event.after.as_ref().map_or(-1, |e| e.account);
+        if !FIXED.lock().unwrap().contains(&account) {
             return Err(procon::HandlerError::msg(
                 "fragile: the fix is not deployed",
             ));
         }
-        diesel::sql_query(
-            "INSERT INTO effects (event_id, account, seq, partition, position) \
-             VALUES ($1, $2, $3, 0, 0)",
-        )
-        .bind::<diesel::sql_types::Uuid, _>(event.event_id)
-        .bind::<diesel::sql_types::BigInt, _>(entry.account)
-        .bind::<diesel::sql_types::BigInt, _>(entry.seq)
-        .execute(ctx.conn())?;
-        Ok(())
+        common::ledger::record(ctx, &event)
     }
 }
 procon::register_handler!(OnFragile);
@@ -146,20 +123,6 @@ async fn dead_letters_are_listed_with_their_error_and_redriven_in_order_once_fix
     assert_eq!(seqs, [3, 1, 2], "redriven in order, each once");
 }
 
-/// An HTTP/1.1 request to the admin server: (status, body).
-async fn http(bind: std::net::SocketAddr, request: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(bind).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    (
-        head.split(' ').nth(1).unwrap().parse().unwrap(),
-        body.to_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_admin_page_lists_dead_letters_and_redrives_one() {
     common::init_logs();
@@ -190,11 +153,11 @@ async fn the_admin_page_lists_dead_letters_and_redrives_one() {
     config.admin.bind = bind;
     config.admin.token = Some(TOKEN.to_owned());
     let runtime = procon::start(config).unwrap();
-    let get = format!("GET / HTTP/1.1\r\nHost: {bind}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n");
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
     let page = common::wait_for_async("the letter on the page", LONG, || {
-        let get = get.clone();
+        let bearer = bearer.clone();
         async move {
-            let (_, body) = http(bind, &get).await;
+            let (_, body) = common::http::get(bind, "/", &bearer).await;
             // In the dead letters' section, not only among the keys retrying.
             let letters = body.split("<h2>Dead letters</h2>").nth(1)?;
             letters
@@ -212,12 +175,8 @@ async fn the_admin_page_lists_dead_letters_and_redrives_one() {
         .to_owned();
     FIXED.lock().unwrap().insert(6);
     let form = format!("dlq={dlq}&letter={}", letter.replace(':', "%3A"));
-    let post = format!(
-        "POST /actions/redrive HTTP/1.1\r\nHost: {bind}\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
-        form.len()
-    );
-    assert_eq!(http(bind, &post).await.0, 303);
+    let (status, _) = common::http::post_form(bind, "/actions/redrive", &bearer, &form).await;
+    assert_eq!(status, 303);
     common::wait_for("the redriven event applied", LONG, || {
         (effect_count(&mut db.conn()) >= 1).then_some(())
     });

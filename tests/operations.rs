@@ -11,24 +11,11 @@ use common::broker::{brokers, create_topic, unique_topic};
 use common::db::TestDb;
 use common::ledger::{effect_count, emit_credits};
 use common::proxy::free_port;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LONG: Duration = Duration::from_secs(60);
 
-/// `GET path` on the admin server: (status, body).
 async fn get(bind: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(bind).await.expect("connect");
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: procon\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_owned())
+    common::http::get(bind, path, "").await
 }
 
 /// The value of `name` with every label of `labels`, from a Prometheus exposition.
@@ -65,23 +52,23 @@ async fn metrics_count_what_was_published_and_applied_and_the_lag_reaches_zero()
         (effect_count(&mut db.conn()) >= 30).then_some(())
     });
     assert_eq!(get(bind, "/livez").await, (200, "ok\n".to_owned()));
-    let mut text = String::new();
-    let deadline = std::time::Instant::now() + LONG;
     // Lag is sampled every few seconds: wait until both partitions report 0.
-    while std::time::Instant::now() < deadline {
-        text = get(bind, "/metrics").await.1;
-        let lag = |p: &str| {
-            metric(
-                &text,
-                "procon_consumer_lag_messages",
-                &[("topic", &topic), ("partition", p)],
-            )
-        };
-        if lag("0") == Some(0.0) && lag("1") == Some(0.0) {
-            break;
+    let topic_name = topic.clone();
+    let text = common::wait_for_async("lag 0 on both partitions", LONG, || {
+        let topic = topic_name.clone();
+        async move {
+            let text = get(bind, "/metrics").await.1;
+            let lag = |p: &str| {
+                metric(
+                    &text,
+                    "procon_consumer_lag_messages",
+                    &[("topic", &topic), ("partition", p)],
+                )
+            };
+            (lag("0") == Some(0.0) && lag("1") == Some(0.0)).then_some(text)
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     runtime.shutdown().await.unwrap();
     let value = |name: &str, labels: &[(&str, &str)]| {
         metric(&text, name, labels).unwrap_or_else(|| panic!("{name} {labels:?} in:\n{text}"))

@@ -10,27 +10,12 @@ use std::time::Duration;
 
 use common::broker::{brokers, create_topic, unique_topic};
 use common::db::TestDb;
-use common::ledger::{effect_count, effects, CreditOut, Entry, Out};
+use common::ledger::{effect_count, effects, CreditOut, Entry, Out, ShoutOut};
 use diesel::sql_types::{Nullable, Text};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 use procon::OutboxExt;
 
 const LONG: Duration = Duration::from_secs(60);
-
-struct ShoutOut(Out);
-
-impl procon::Outbox for ShoutOut {
-    const ENTITY: &'static str = "shout";
-    fn topic(&self) -> std::borrow::Cow<'_, str> {
-        std::borrow::Cow::Borrowed(&self.0.entity_topic)
-    }
-    fn key(&self) -> String {
-        self.0.entry.account.to_string()
-    }
-    fn serialize_payload<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serde::Serialize::serialize(&self.0.entry, serializer)
-    }
-}
 
 /// Records the effect and emits an echo (a credit on `echoes`) in the same transaction.
 struct OnShout;
@@ -44,14 +29,7 @@ impl procon::EventHandler for OnShout {
         event: procon::Event<Entry>,
     ) -> Result<(), procon::HandlerError> {
         let entry = event.after.clone().expect("an entry");
-        diesel::sql_query(
-            "INSERT INTO effects (event_id, account, seq, partition, position) \
-             VALUES ($1, $2, $3, 0, 0)",
-        )
-        .bind::<diesel::sql_types::Uuid, _>(event.event_id)
-        .bind::<diesel::sql_types::BigInt, _>(entry.account)
-        .bind::<diesel::sql_types::BigInt, _>(entry.seq)
-        .execute(ctx.conn())?;
+        common::ledger::record(ctx, &event)?;
         CreditOut(Out {
             entity_topic: "echoes".to_owned(),
             entry,
@@ -69,6 +47,13 @@ fn procon(db: &TestDb, args: &[&str]) -> std::process::Output {
         .env("PROCON_DATABASE_URL", &db.url)
         .output()
         .expect("run procon")
+}
+
+/// `procon replay --group G --topic T --to TO` and more arguments.
+fn replay(db: &TestDb, group: &str, topic: &str, to: &str, more: &[&str]) -> std::process::Output {
+    let mut args = vec!["replay", "--group", group, "--topic", topic, "--to", to];
+    args.extend_from_slice(more);
+    procon(db, &args)
 }
 
 #[derive(QueryableByName)]
@@ -147,36 +132,12 @@ async fn a_replay_applies_each_event_once_more_and_publishes_nothing_with_no_pub
     assert_eq!(echoes(&db), 6);
     let before = stored(&db, &group);
 
-    let dry = procon(
-        &db,
-        &[
-            "replay",
-            "--group",
-            &group,
-            "--topic",
-            &topic,
-            "--to",
-            "earliest",
-            "--dry-run",
-        ],
-    );
+    let dry = replay(&db, &group, &topic, "earliest", &["--dry-run"]);
     assert!(dry.status.success(), "{dry:?}");
     assert!(String::from_utf8_lossy(&dry.stdout).contains("dry run: nothing changed"));
     assert_eq!(stored(&db, &group), before, "a dry run changes nothing");
 
-    let replayed = procon(
-        &db,
-        &[
-            "replay",
-            "--group",
-            &group,
-            "--topic",
-            &topic,
-            "--to",
-            "earliest",
-            "--no-publish",
-        ],
-    );
+    let replayed = replay(&db, &group, &topic, "earliest", &["--no-publish"]);
     assert!(replayed.status.success(), "{replayed:?}");
     let runtime = consumer();
     common::wait_for("12 effects", LONG, || {
@@ -203,12 +164,15 @@ async fn a_replay_applies_each_event_once_more_and_publishes_nothing_with_no_pub
         6,
         "nothing emitted while replaying with --no-publish"
     );
-    let unknown = procon(
-        &db,
-        &[
-            "replay", "--group", "nobody", "--topic", &topic, "--to", "earliest",
-        ],
+    let unknown = replay(&db, "nobody", &topic, "earliest", &[]);
+    let bad = replay(&db, &group, &topic, "yesterday", &[]);
+    assert!(!bad.status.success());
+    let error = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        error.contains("--to yesterday") && error.contains("earliest"),
+        "{error}"
     );
+    assert_eq!(stored(&db, &group).len(), 2, "nothing changed");
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no stored position"));
 }

@@ -32,7 +32,9 @@ pub struct Entry {
     pub seq: i64,
 }
 
-fn record(ctx: &mut HandlerContext<'_>, event: &Event<Entry>) -> Result<(), HandlerError> {
+/// Records `event`'s effect (a row of `effects`, with where it was read): what every ledger
+/// handler, of this file or of a test, writes.
+pub fn record(ctx: &mut HandlerContext<'_>, event: &Event<Entry>) -> Result<(), HandlerError> {
     let entry = event
         .after
         .as_ref()
@@ -117,6 +119,12 @@ macro_rules! outbox_kind {
 outbox_kind!(CreditOut, "credit");
 outbox_kind!(FlakyOut, "flaky");
 outbox_kind!(OtherOut, "other");
+// Events whose handlers live in the tests that need them (retries, poison, dead letters,
+// replay).
+outbox_kind!(RetriedOut, "retried");
+outbox_kind!(PoisonOut, "poison");
+outbox_kind!(FragileOut, "fragile");
+outbox_kind!(ShoutOut, "shout");
 
 #[derive(QueryableByName, Debug, Clone, PartialEq)]
 pub struct Effect {

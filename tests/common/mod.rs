@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod db;
+pub mod http;
 pub mod kinesis;
 pub mod kinesis_faults;
 pub mod ledger;
@@ -35,7 +36,10 @@ where
     Fut: std::future::Future<Output = Option<T>>,
 {
     let started = Instant::now();
+    // Checks every 50 ms: the condition decides, the period only paces the checks.
+    let mut every = tokio::time::interval(Duration::from_millis(50));
     loop {
+        every.tick().await;
         if let Some(value) = check().await {
             return value;
         }
@@ -43,7 +47,6 @@ where
             started.elapsed() < timeout,
             "timed out after {timeout:?} waiting for {what}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

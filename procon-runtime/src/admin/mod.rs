@@ -257,6 +257,23 @@ fn back(notice: &str) -> Response {
     Redirect::to(&format!("/?{query}")).into_response()
 }
 
+/// Proof that a request may change state (`guard::check` passed); extracted before the
+/// handler of every action runs, which otherwise answers 403 with the reason.
+struct Authorized;
+
+impl axum::extract::FromRequestParts<Health> for Authorized {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        health: &Health,
+    ) -> Result<Self, Response> {
+        guard::check(&request(&parts.headers), health.token.as_deref())
+            .map(|()| Authorized)
+            .map_err(refused)
+    }
+}
+
 fn refused(refusal: guard::Refusal) -> Response {
     tracing::warn!(reason = refusal.message(), "admin action refused");
     (StatusCode::FORBIDDEN, Html(page::escape(refusal.message()))).into_response()
@@ -400,13 +417,10 @@ struct ResumeForm {
 }
 
 async fn resume(
+    _: Authorized,
     State(health): State<Health>,
-    headers: HeaderMap,
     Form(form): Form<ResumeForm>,
 ) -> Response {
-    if let Err(refusal) = guard::check(&request(&headers), health.token.as_deref()) {
-        return refused(refusal);
-    }
     let how = match form.how.as_str() {
         "retry" => crate::consumer::Resume::Retry,
         "skip" => crate::consumer::Resume::Skip,
@@ -440,13 +454,10 @@ struct ParkedForm {
 }
 
 async fn parked(
+    _: Authorized,
     State(health): State<Health>,
-    headers: HeaderMap,
     Form(form): Form<ParkedForm>,
 ) -> Response {
-    if let Err(refusal) = guard::check(&request(&headers), health.token.as_deref()) {
-        return refused(refusal);
-    }
     let (id, action) = (form.id, form.action.clone());
     let done = with_database(&health.database_url, move |conn| {
         match action.as_str() {
@@ -473,13 +484,10 @@ struct RedriveForm {
 }
 
 async fn redrive(
+    _: Authorized,
     State(health): State<Health>,
-    headers: HeaderMap,
     Form(form): Form<RedriveForm>,
 ) -> Response {
-    if let Err(refusal) = guard::check(&request(&headers), health.token.as_deref()) {
-        return refused(refusal);
-    }
     if !health.dead_letter_topics().contains(&form.dlq) {
         return back(&format!(
             "{} is not a dead-letter topic of this service",

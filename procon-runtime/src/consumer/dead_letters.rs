@@ -109,15 +109,25 @@ pub enum RedriveError {
     Database(#[from] diesel::result::Error),
 }
 
+fn place(letter: &DeadLetter) -> String {
+    format!(
+        "{}[{}]@{}",
+        letter.dlq_topic, letter.partition, letter.position
+    )
+}
+
+/// Every letter must say where it failed, or nothing is redriven.
+fn check(letters: &[DeadLetter]) -> Result<(), RedriveError> {
+    match letters.iter().find(|l| l.failed_topic().is_none()) {
+        Some(letter) => Err(RedriveError::NotADeadLetter(place(letter))),
+        None => Ok(()),
+    }
+}
+
 /// Writes `letters` back to the outbox, in order, in one transaction (see the module doc);
 /// returns how many.
 pub fn redrive(conn: &mut PgConnection, letters: &[DeadLetter]) -> Result<usize, RedriveError> {
-    let place = |l: &DeadLetter| format!("{}[{}]@{}", l.dlq_topic, l.partition, l.position);
-    for letter in letters {
-        if letter.failed_topic().is_none() {
-            return Err(RedriveError::NotADeadLetter(place(letter)));
-        }
-    }
+    check(letters)?;
     conn.transaction(|conn| {
         for letter in letters {
             let mut kept: BTreeMap<String, String> = letter
@@ -158,4 +168,38 @@ pub fn redrive(conn: &mut PgConnection, letters: &[DeadLetter]) -> Result<usize,
         );
         Ok(letters.len())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::PartitionId;
+
+    fn letter(headers: &[(&str, &str)]) -> DeadLetter {
+        DeadLetter::of(Message {
+            partition: PartitionId::new("accounts.dlq", 0),
+            position: Position::offset(7),
+            key: Some(b"42".to_vec()),
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+            payload: b"{}".to_vec(),
+        })
+    }
+
+    #[test]
+    fn a_message_without_the_dead_letter_headers_is_refused_by_its_place() {
+        let good = letter(&[
+            ("procon-dlq-topic", "accounts"),
+            ("procon-dlq-error", "boom"),
+        ]);
+        assert_eq!(good.failed_topic(), Some("accounts"));
+        assert_eq!(good.error(), Some("boom"));
+        assert!(check(std::slice::from_ref(&good)).is_ok());
+        let stranger = letter(&[("procon-event", "account.created")]);
+        let error = check(&[good, stranger]).unwrap_err().to_string();
+        assert!(error.contains("accounts.dlq[0]@7"), "{error}");
+        assert!(error.contains("not a procon dead letter"), "{error}");
+    }
 }

@@ -22,6 +22,8 @@ const WATERMARK_PERIOD: Duration = Duration::from_millis(100);
 const STOP_CHECK: Duration = Duration::from_secs(1);
 /// How often the partitions' lag and in-flight counts are reported as metrics.
 const METRICS_PERIOD: Duration = Duration::from_secs(5);
+/// How long one report may spend asking the transport for log ends (the lag metric).
+const LAG_BUDGET: Duration = Duration::from_millis(250);
 /// How long a poll waits when nothing is paused for back-pressure.
 const POLL: Duration = Duration::from_millis(100);
 /// How long a poll waits while a partition is paused for back-pressure (so it resumes soon).
@@ -38,6 +40,7 @@ pub(crate) fn run(pipeline: Arc<Pipeline>, mut source: Box<dyn Source>, stop: Ar
     let mut next_store = Instant::now() + WATERMARK_PERIOD;
     let mut next_check = Instant::now() + STOP_CHECK;
     let mut next_metrics = Instant::now() + Duration::from_secs(1);
+    let mut lag_turn = 0;
     let mut reclaim_backoff = Backoff::new(pipeline.config.backoff);
     let mut next_reclaim = Instant::now();
     let max_poll = pipeline.config.max_in_flight.max(1);
@@ -53,7 +56,7 @@ pub(crate) fn run(pipeline: Arc<Pipeline>, mut source: Box<dyn Source>, stop: Ar
             next_store = now + WATERMARK_PERIOD;
         }
         if now >= next_metrics {
-            report_metrics(&pipeline, source.as_mut());
+            lag_turn = report_metrics(&pipeline, source.as_mut(), lag_turn);
             next_metrics = now + METRICS_PERIOD;
         }
         if now >= next_check {
@@ -93,15 +96,28 @@ pub(crate) fn run(pipeline: Arc<Pipeline>, mut source: Box<dyn Source>, stop: Ar
 
 /// Per partition its lag (log end − stored watermark) and in-flight count; the member's
 /// partitions and held lanes.
-fn report_metrics(pipeline: &Pipeline, source: &mut dyn Source) {
+fn report_metrics(pipeline: &Pipeline, source: &mut dyn Source, lag_turn: usize) -> usize {
     let partitions: Vec<(PartitionId, Option<crate::transport::Position>, usize)> = pipeline
         .board()
         .partitions
         .iter()
         .map(|(p, w)| (p.clone(), w.stored, w.lanes.in_flight()))
         .collect();
-    for (partition, stored, in_flight) in &partitions {
-        let lag = source.log_end(partition).and_then(|end| {
+    // Asking for log ends is a request per partition: the intake spends at most LAG_BUDGET on
+    // it per report, starting where the last report stopped, so many partitions or a slow
+    // broker delay no poll for long.
+    let started = Instant::now();
+    let count = partitions.len();
+    let mut asked = 0;
+    for k in 0..count {
+        let (partition, stored, in_flight) = &partitions[(k + lag_turn) % count];
+        let log_end = if started.elapsed() < LAG_BUDGET {
+            asked += 1;
+            source.log_end(partition)
+        } else {
+            None
+        };
+        let lag = log_end.and_then(|end| {
             let end = end.as_offset()?;
             let next = stored.map_or(Some(0), |s| s.as_offset())?;
             Some((end - next).max(0) as f64)
@@ -114,6 +130,7 @@ fn report_metrics(pipeline: &Pipeline, source: &mut dyn Source) {
     let stalls = pipeline.status.stalls();
     let stopped = stalls.iter().filter(|s| s.stopped).count();
     crate::metrics::ownership(partitions.len(), stalls.len() - stopped, stopped);
+    lag_turn + asked
 }
 
 fn store_watermarks(pipeline: &Pipeline, source: &mut dyn Source) {

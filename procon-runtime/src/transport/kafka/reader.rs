@@ -4,12 +4,11 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{client_config, TracingContext};
 use crate::config::Config;
-use crate::transport::{Message, PartitionId, Position, TransportError};
+use crate::transport::{Message, TransportError};
 
 /// Every message `topic` holds, partition by partition in position order, read up to each
 /// partition's end as it was when the call started; after `timeout`, what was read by then
@@ -63,25 +62,7 @@ pub fn read_topic(
             break;
         }
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => messages.push(Message {
-                partition: PartitionId::new(m.topic(), m.partition()),
-                position: Position::offset(m.offset()),
-                key: m.key().map(<[u8]>::to_vec),
-                headers: m
-                    .headers()
-                    .map(|hs| {
-                        hs.iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_owned(),
-                                    h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            }),
+            Some(Ok(m)) => messages.push(super::source::owned(&m)),
             Some(Err(error)) => return Err(error.into()),
             None => {}
         }

@@ -154,7 +154,8 @@ impl KafkaSource {
     }
 }
 
-fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> Message {
+/// A fetched message, owned (it outlives the poll).
+pub(super) fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> Message {
     let headers = message
         .headers()
         .map(|hs| {
@@ -236,7 +237,7 @@ impl Source for KafkaSource {
             .fetch_watermarks(
                 &partition.topic,
                 partition.partition,
-                Duration::from_millis(500),
+                Duration::from_millis(100),
             )
             .ok()?;
         (high >= 0).then(|| Position::offset(high))
