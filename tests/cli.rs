@@ -9,7 +9,7 @@ use common::db::TestDb;
 use diesel::connection::SimpleConnection;
 
 fn procon(args: &[&str], database_url: Option<&str>) -> std::process::Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_procon"));
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"));
     command
         .args(args)
         .env_remove("PROCON_DATABASE_URL")

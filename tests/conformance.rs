@@ -98,7 +98,7 @@ impl Bus {
     /// `procon relay` as its own process on this transport.
     fn spawn_relay(self, db: &TestDb, name: &str) -> std::process::Child {
         let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_procon"));
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"));
         command
             .arg("relay")
             .env("PROCON_DATABASE_URL", &db.url)

@@ -45,7 +45,7 @@ impl procon::EventHandler for OnFragile {
 procon::register_handler!(OnFragile);
 
 fn procon(db: &TestDb, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_procon"))
+    std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
         .args(args)
         .env("PROCON_DATABASE_URL", &db.url)
         .env("PROCON_BROKERS", brokers())

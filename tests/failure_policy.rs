@@ -352,7 +352,7 @@ async fn error_event_policy_emits_event_error_and_goes_on() {
 
 /// Runs the operator CLI against the test schema.
 fn cli(setup: &Setup, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_procon"))
+    std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
         .args(args)
         .env("PROCON_DATABASE_URL", &setup.db.url)
         .output()

@@ -457,7 +457,7 @@ async fn procon_relay_takes_topic_maps_and_settings_as_options() {
     let topic = unique_topic("cli-mapped");
     create_topic(&brokers(), &topic, 1).await;
     let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("relay-cli-options.log");
-    let mut relay = std::process::Command::new(env!("CARGO_BIN_EXE_procon"))
+    let mut relay = std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
         .args(["relay", "--topic", &format!("accounts={topic}")])
         .args(["--set", "PROCON_RELAY_POLL_INTERVAL_MS=100"])
         .env("PROCON_DATABASE_URL", &db.url)
@@ -485,7 +485,7 @@ async fn procon_relay_takes_topic_maps_and_settings_as_options() {
     let _ = relay.kill();
     let _ = relay.wait();
 
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_procon"))
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
         .args(["relay", "--topic", "accounts"])
         .env("PROCON_DATABASE_URL", &db.url)
         .env("PROCON_BROKERS", brokers())

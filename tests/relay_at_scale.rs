@@ -62,7 +62,7 @@ fn relay_config(db: &TestDb) -> procon::Config {
 }
 
 fn cli(db: &TestDb, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_procon"))
+    std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
         .args(args)
         .env("PROCON_DATABASE_URL", &db.url)
         .output()
@@ -439,7 +439,7 @@ async fn the_relay_connects_with_tls_when_the_url_says_sslmode_require() {
 /// `procon relay` on `url`, logging to a file of the target directory; returns the log's path.
 fn spawn_logged_relay(url: &str, name: &str) -> (std::process::Child, std::path::PathBuf) {
     let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
-    let relay = std::process::Command::new(env!("CARGO_BIN_EXE_procon"))
+    let relay = std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
         .arg("relay")
         .env("PROCON_DATABASE_URL", url)
         .env("PROCON_BROKERS", brokers())
@@ -550,7 +550,7 @@ async fn one_relay_leads_per_outbox_table_whatever_the_search_path() {
 #[test]
 fn the_relay_logs_no_password_of_a_key_value_connection_string() {
     let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("relay-secrets.log");
-    let mut relay = std::process::Command::new(env!("CARGO_BIN_EXE_procon"))
+    let mut relay = std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
         .arg("relay")
         .env(
             "PROCON_DATABASE_URL",

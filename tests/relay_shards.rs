@@ -150,7 +150,7 @@ async fn two_relays_share_the_shards_and_every_key_keeps_its_order() {
 
 fn spawn_sharded_relay(db: &TestDb, name: &str) -> std::process::Child {
     let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
-    std::process::Command::new(env!("CARGO_BIN_EXE_procon"))
+    std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
         .arg("relay")
         .env("PROCON_DATABASE_URL", &db.url)
         .env("PROCON_BROKERS", brokers())

@@ -42,7 +42,7 @@ impl procon::EventHandler for OnShout {
 procon::register_handler!(OnShout);
 
 fn procon(db: &TestDb, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_procon"))
+    std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
         .args(args)
         .env("PROCON_DATABASE_URL", &db.url)
         .output()
@@ -175,4 +175,110 @@ async fn a_replay_applies_each_event_once_more_and_publishes_nothing_with_no_pub
     assert_eq!(stored(&db, &group).len(), 2, "nothing changed");
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no stored position"));
+}
+
+/// Emits shouts `seqs` on `topic` in one transaction.
+fn shout(db: &TestDb, topic: &str, seqs: std::ops::RangeInclusive<i64>) {
+    db.conn()
+        .transaction(|conn| {
+            for seq in seqs {
+                ShoutOut(Out {
+                    entity_topic: topic.to_owned(),
+                    entry: Entry {
+                        account: seq % 3,
+                        seq,
+                    },
+                })
+                .emit_created(conn)?;
+            }
+            Ok::<_, procon::EmitError>(())
+        })
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_to_a_time_applies_again_only_the_events_written_since() {
+    common::init_logs();
+    let db = TestDb::new("replay_time");
+    common::ledger::create_effects(&mut db.conn());
+    let topic = unique_topic("replay-time");
+    create_topic(&brokers(), &topic, 2).await;
+    let group = unique_topic("replay-time-group");
+    let mut config = common::consumer_config(&db, &brokers(), &group, &topic);
+    config.relay.enabled = true;
+    let runtime = procon::start(config.clone()).unwrap();
+    shout(&db, &topic, 1..=6);
+    common::wait_for("6 effects", LONG, || {
+        (effect_count(&mut db.conn()) >= 6).then_some(())
+    });
+    // Every event so far is on the broker and applied: what follows is written after `since`.
+    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    shout(&db, &topic, 7..=10);
+    common::wait_for("10 effects", LONG, || {
+        (effect_count(&mut db.conn()) >= 10).then_some(())
+    });
+    runtime.shutdown().await.unwrap();
+    let bootstrap = brokers();
+    let with_brokers = |args: &[&str]| {
+        let mut all = vec!["replay", "--group", &group, "--topic", &topic];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--brokers", &bootstrap]);
+        procon(&db, &all)
+    };
+    let before = stored(&db, &group);
+
+    // A time after the newest event: nothing to replay (a broker answering such a lookup with
+    // the partition's start must not make the whole partition replay).
+    let later = (chrono::Utc::now() + chrono::Duration::minutes(5))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let none = with_brokers(&["--to", &later]);
+    assert!(none.status.success(), "{none:?}");
+    assert!(
+        String::from_utf8_lossy(&none.stdout).contains("nothing to replay"),
+        "{none:?}"
+    );
+    assert_eq!(stored(&db, &group), before, "nothing moved");
+
+    let replayed = with_brokers(&["--to", &since, "--json"]);
+    assert!(replayed.status.success(), "{replayed:?}");
+    let plan: serde_json::Value = serde_json::from_slice(&replayed.stdout).unwrap();
+    assert!(
+        plan.as_array().is_some_and(|p| !p.is_empty()),
+        "partitions move back: {plan}"
+    );
+    let runtime = procon::start(common::consumer_config(&db, &brokers(), &group, &topic)).unwrap();
+    common::wait_for("14 effects", LONG, || {
+        (effect_count(&mut db.conn()) >= 14).then_some(())
+    });
+    common::wait_for("the replay to end by itself", LONG, || {
+        stored(&db, &group)
+            .iter()
+            .all(|(_, until)| until.is_none())
+            .then_some(())
+    });
+    runtime.shutdown().await.unwrap();
+    let mut applied: HashMap<i64, usize> = HashMap::new();
+    for effect in effects(&mut db.conn()) {
+        *applied.entry(effect.seq).or_default() += 1;
+    }
+    let expected: HashMap<i64, usize> = (1..=10)
+        .map(|seq| (seq, if seq > 6 { 2 } else { 1 }))
+        .collect();
+    assert_eq!(
+        applied, expected,
+        "the events written since the time, once more"
+    );
+
+    // Kinesis keeps no time index procon reads: the command says so and changes nothing.
+    let kinesis = std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
+        .args([
+            "replay", "--group", &group, "--topic", &topic, "--to", &since,
+        ])
+        .env("PROCON_DATABASE_URL", &db.url)
+        .env("PROCON_TRANSPORT", "kinesis")
+        .output()
+        .unwrap();
+    assert!(!kinesis.status.success());
+    let error = String::from_utf8_lossy(&kinesis.stderr);
+    assert!(error.contains("Kafka only"), "{error}");
 }

@@ -75,7 +75,7 @@ async fn a_standalone_relay_warns_once_per_undeclared_topic_and_publishes_it() {
     create_topic(&brokers(), &declared, 1).await;
     create_topic(&brokers(), &undeclared, 1).await;
     let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("relay-undeclared.log");
-    let mut relay = std::process::Command::new(env!("CARGO_BIN_EXE_procon"))
+    let mut relay = std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
         .args(["relay", "--topic", &format!("accounts={declared}")])
         .env("PROCON_DATABASE_URL", &db.url)
         .env("PROCON_BROKERS", brokers())
@@ -110,7 +110,7 @@ async fn a_standalone_relay_warns_once_per_undeclared_topic_and_publishes_it() {
 #[test]
 fn refuse_with_nothing_declared_is_a_configuration_error() {
     let db = TestDb::new("undeclared_nothing");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_procon"))
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
         .arg("relay")
         .env("PROCON_DATABASE_URL", &db.url)
         .env("PROCON_BROKERS", brokers())

@@ -16,9 +16,9 @@ pub use procon_derive::Materialize;
 #[doc(inline)]
 pub use procon_derive::Outbox;
 pub use procon_runtime::consumer::{
-    dead_letters, redrive, replay, resume_lane, resume_partition, stopped_partitions, DeadLetter,
-    FailedEvent, RedriveError, ReplayError, ReplayFrom, ReplayedPartition, Resume, ResumeError,
-    Stall, Status, StoppedPartition,
+    dead_letters, dead_letters_with_progress, redrive, replay, replay_positions_at, resume_lane,
+    resume_partition, stopped_partitions, DeadLetter, FailedEvent, RedriveError, ReplayError,
+    ReplayFrom, ReplayedPartition, Resume, ResumeError, Stall, Status, StoppedPartition,
 };
 pub use procon_runtime::consumer::{
     BatchHandler, Coordinates, Event, EventHandler, HandlerContext, HandlerError,

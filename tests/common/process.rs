@@ -10,7 +10,7 @@ fn log_file(name: &str) -> std::fs::File {
 
 /// `procon relay` on the database `db_url`, publishing to `brokers`.
 pub fn spawn_relay(db_url: &str, brokers: &str, name: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_procon"))
+    Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
         .arg("relay")
         .env("PROCON_DATABASE_URL", db_url)
         .env("PROCON_BROKERS", brokers)

@@ -90,8 +90,19 @@ pub fn dead_letters(
     dlq_topic: &str,
     timeout: Duration,
 ) -> Result<Vec<DeadLetter>, TransportError> {
+    dead_letters_with_progress(config, dlq_topic, timeout, &mut |_, _| {})
+}
+
+/// [`dead_letters`], telling `progress` (letters read, letters to read) as reading goes on
+/// (the CLI's progress bar).
+pub fn dead_letters_with_progress(
+    config: &Config,
+    dlq_topic: &str,
+    timeout: Duration,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Vec<DeadLetter>, TransportError> {
     Ok(
-        crate::transport::kafka::read_topic(config, dlq_topic, timeout)?
+        crate::transport::kafka::read_topic(config, dlq_topic, timeout, progress)?
             .into_iter()
             .map(DeadLetter::of)
             .collect(),

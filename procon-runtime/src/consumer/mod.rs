@@ -54,13 +54,15 @@ use std::sync::Arc;
 
 pub use apply::DuplicateHandler;
 pub use batch::BatchHandler;
-pub use dead_letters::{dead_letters, redrive, DeadLetter, RedriveError};
+pub use dead_letters::{
+    dead_letters, dead_letters_with_progress, redrive, DeadLetter, RedriveError,
+};
 pub use exhausted::FailedEvent;
 pub use handler::{
     registered_handlers, Coordinates, Event, EventHandler, HandlerContext, HandlerError,
     HandlerEventArg, Registration,
 };
-pub use replay::{replay, ReplayError, ReplayFrom, ReplayedPartition};
+pub use replay::{replay, replay_positions_at, ReplayError, ReplayFrom, ReplayedPartition};
 pub use status::{Stall, Status};
 pub use stopped::{
     resume_lane, resume_partition, stopped_partitions, Resume, ResumeError, StoppedPartition,

@@ -14,20 +14,45 @@
 //! of theirs writes nothing. The replay ends by itself when the stored position passes
 //! `replay_until`.
 
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
 use diesel::pg::PgConnection;
 use diesel::sql_types::{Bool, Integer, Text};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 
-use crate::transport::Position;
+use crate::config::{Config, Transport};
+use crate::transport::{Position, TransportError};
 
 /// Where a replay starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplayFrom {
     /// The oldest message each partition still holds.
     Earliest,
     /// This position in every partition (a Kafka offset; a partition stored below it is left
     /// alone).
     Position(Position),
+    /// A position per partition (a time's, from [`replay_positions_at`]); a partition not
+    /// listed, or stored below its position, is left alone.
+    Positions(BTreeMap<i32, Position>),
+}
+
+/// Per partition of `topic`, where a replay to the time `at` starts: the first message written
+/// at or after it; partitions with nothing that recent are left out. Asks the broker (Kafka's
+/// time index); Kinesis is refused (replay to `earliest` or a position there).
+pub fn replay_positions_at(
+    config: &Config,
+    topic: &str,
+    at: SystemTime,
+    timeout: Duration,
+) -> Result<BTreeMap<i32, Position>, TransportError> {
+    match config.transport {
+        Transport::Kafka => crate::transport::kafka::positions_at(config, topic, at, timeout),
+        Transport::Kinesis => Err(TransportError::Unsupported(
+            "replaying to a time is available on Kafka only; on Kinesis replay to `earliest` or \
+             to a position",
+        )),
+    }
 }
 
 /// What a replay does to one partition.
@@ -95,9 +120,13 @@ pub fn replay(
             let Ok(at) = row.next.parse::<Position>() else {
                 continue;
             };
-            let to = match from {
+            let to = match &from {
                 ReplayFrom::Earliest => None,
-                ReplayFrom::Position(p) if p < at => Some(p),
+                ReplayFrom::Position(p) if *p < at => Some(*p),
+                ReplayFrom::Positions(map) => match map.get(&row.partition) {
+                    Some(p) if *p < at => Some(*p),
+                    _ => continue,
+                },
                 ReplayFrom::Position(_) => continue,
             };
             plan.push(ReplayedPartition {

@@ -10,7 +10,7 @@ mod reader;
 mod source;
 
 pub use publisher::KafkaPublisher;
-pub use reader::read_topic;
+pub use reader::{positions_at, read_topic};
 pub use source::KafkaSource;
 
 use rdkafka::client::ClientContext;
