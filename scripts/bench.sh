@@ -9,5 +9,5 @@ scripts/broker.sh start
 scripts/kinesis.sh stop
 scripts/kinesis.sh start
 # The memory scenario runs the relay as its own process.
-cargo build --release --bin procon
+cargo build --release -p procon-cli --bin procon
 cargo run --release --bin procon-bench

@@ -149,9 +149,9 @@ pub(crate) fn outbox(pending: i64, oldest_age: Duration, parked: i64) {
     gauge!(OUTBOX_PARKED).set(parked as f64);
 }
 
-/// One event of `topic` acknowledged.
-pub(crate) fn published(topic: &str) {
-    counter!(RELAY_PUBLISHED, "topic" => topic.to_owned()).increment(1);
+/// `count` events of `topic` acknowledged.
+pub(crate) fn published(topic: &str, count: u64) {
+    counter!(RELAY_PUBLISHED, "topic" => topic.to_owned()).increment(count);
 }
 
 /// The transport answered a record `after` it was handed over.

@@ -15,7 +15,7 @@
 //! one. A row is parked in one statement (moved, with its error), so it is either in the
 //! outbox or parked, never lost.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use tokio::sync::{watch, Notify};
 
-use super::flight::{AfterFailure, Flight, KeyId, Limits};
+use super::flight::{AfterFailure, FastMap, Flight, KeyId, Limits};
 use super::lease::Leases;
 use super::publisher::send_row;
 use super::source::{OutboxRow, OutboxSource, Shards, SourceError};
@@ -100,10 +100,11 @@ pub(crate) async fn run(
         held: membership.held,
         next_heartbeat: Instant::now(),
         pending: FuturesUnordered::new(),
-        attempts: HashMap::new(),
+        attempts: FastMap::default(),
         next_attempt: 0,
-        early: BTreeMap::new(),
-        last_errors: HashMap::new(),
+        early: FastMap::default(),
+        published: FastMap::default(),
+        last_errors: FastMap::default(),
         last_delete: Instant::now(),
         topics: TopicCheck::new(config, crate::outbox::declared_topics()),
     };
@@ -123,6 +124,7 @@ pub(crate) async fn run(
         while let Some(Some(answer)) = futures::FutureExt::now_or_never(pump.pending.next()) {
             pump.answer(answer, true).await?;
         }
+        pump.count_published();
         while let Ok(deleted) = pump.deleter.done.try_recv() {
             pump.deleted(deleted)?;
         }
@@ -220,12 +222,15 @@ struct Pump<'a> {
     pending: FuturesUnordered<Pending>,
     /// The current attempt of each row in flight: an answer to an earlier attempt (a record
     /// that failed with its predecessor and was sent again since) is stale.
-    attempts: HashMap<i64, u64>,
+    attempts: FastMap<i64, u64>,
     next_attempt: u64,
-    /// Answers that arrived before an earlier row of their key was answered, by id.
-    early: BTreeMap<i64, Answer>,
+    /// Answers that arrived before an earlier row of their key was answered, per key by id.
+    early: FastMap<KeyId, BTreeMap<i64, Answer>>,
+    /// Acknowledgements per topic not yet counted in the metrics (counted in bulk: a labelled
+    /// counter per acknowledgement cost more than the rest of the bookkeeping).
+    published: FastMap<String, u64>,
     /// The last error logged per row, so a row retried with the same error is logged once.
-    last_errors: HashMap<i64, String>,
+    last_errors: FastMap<i64, String>,
     last_delete: Instant,
     topics: TopicCheck,
 }
@@ -349,9 +354,11 @@ impl Pump<'_> {
         if self.attempts.get(&answer.0) != Some(&answer.2) {
             return Ok(()); // an earlier attempt's answer: the current one decides
         }
-        let key = answer.1.clone();
-        if self.flight.answered_too_early(&key, answer.0) {
-            self.early.insert(answer.0, answer);
+        if self.flight.answered_too_early(&answer.1, answer.0) {
+            self.early
+                .entry(answer.1.clone())
+                .or_default()
+                .insert(answer.0, answer);
             return Ok(());
         }
         let mut next = Some(answer);
@@ -359,7 +366,12 @@ impl Pump<'_> {
             self.attempts.remove(&id);
             match result {
                 Ok(()) => {
-                    crate::metrics::published(&key.0);
+                    match self.published.get_mut(&key.0) {
+                        Some(count) => *count += 1,
+                        None => {
+                            self.published.insert(key.0.clone(), 1);
+                        }
+                    }
                     self.last_errors.remove(&id);
                     let rows = self.flight.delivered(id, &key);
                     if send_next {
@@ -370,15 +382,28 @@ impl Pump<'_> {
                 }
                 Err(error) => self.failed(id, &key, error).await?,
             }
-            // An answer that waited for this one may be next.
-            let ready = self
-                .early
-                .iter()
-                .find(|(&id, (_, k, _, _))| *k == key && !self.flight.answered_too_early(k, id))
-                .map(|(&id, _)| id);
-            next = ready.and_then(|id| self.early.remove(&id));
+            // An answer that waited for this one may be next: the key's earliest waiting one
+            // (rows are in flight in id order, so no later one can be ready before it).
+            if let Some(waiting) = self.early.get_mut(&key) {
+                if let Some(first) = waiting.first_entry() {
+                    if !self.flight.answered_too_early(&key, *first.key()) {
+                        next = Some(first.remove());
+                    }
+                }
+                if waiting.is_empty() {
+                    self.early.remove(&key);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Adds the acknowledgements taken in since the last call to the metrics (once per turn
+    /// of the loop, and at shutdown).
+    fn count_published(&mut self) {
+        for (topic, count) in self.published.iter_mut().filter(|(_, n)| **n > 0) {
+            crate::metrics::published(topic, std::mem::take(count));
+        }
     }
 
     /// A row failed: back off its key, or park the row once the broker rejected it often
@@ -535,6 +560,7 @@ impl Pump<'_> {
                 "shutdown: some events were not acknowledged in time; they stay in the outbox"
             );
         }
+        self.count_published();
         self.delete().await?;
         // The deletes get a few seconds of their own even when the wait above used the rest.
         let deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs(5));
