@@ -42,7 +42,6 @@ mod kinesis;
 
 use std::time::{Duration, Instant};
 
-
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use procon::prelude::*;

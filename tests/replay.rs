@@ -282,3 +282,69 @@ async fn a_replay_to_a_time_applies_again_only_the_events_written_since() {
     let error = String::from_utf8_lossy(&kinesis.stderr);
     assert!(error.contains("Kafka only"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_admin_page_replays_a_topic_while_its_consumers_run() {
+    const TOKEN: &str = "a-replay-admin-token";
+    common::init_logs();
+    let db = TestDb::new("replay_admin");
+    common::ledger::create_effects(&mut db.conn());
+    let topic = unique_topic("replay-admin");
+    create_topic(&brokers(), &topic, 2).await;
+    let group = unique_topic("replay-admin-group");
+    let mut config = common::consumer_config(&db, &brokers(), &group, &topic);
+    let bind: std::net::SocketAddr = format!("127.0.0.1:{}", common::proxy::free_port())
+        .parse()
+        .unwrap();
+    config.admin.enabled = true;
+    config.admin.bind = bind;
+    config.admin.token = Some(TOKEN.to_owned());
+    let runtime = procon::start(config).unwrap();
+    shout(&db, &topic, 1..=6);
+    common::wait_for("6 effects", LONG, || {
+        (effect_count(&mut db.conn()) >= 6).then_some(())
+    });
+    // The positions are stored shortly after the effects: wait until they say all 6.
+    let before = common::wait_for("the positions stored", LONG, || {
+        let now = stored(&db, &group);
+        let total: i64 = now
+            .iter()
+            .map(|(next, _)| next.parse::<i64>().unwrap().max(0))
+            .sum();
+        (total == 6).then_some(now)
+    });
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+    let form = |extra: &str| format!("topic={topic}&to=earliest{extra}");
+
+    let page = common::http::get(bind, "/", &bearer).await.1;
+    assert!(page.contains("action=\"/actions/replay\""), "{page}");
+    let (status, _) = common::http::post_form(bind, "/actions/replay", "", &form("")).await;
+    assert_eq!(status, 403, "a replay without the token is refused");
+    let (status, _) =
+        common::http::post_form(bind, "/actions/replay", &bearer, &form("&dry_run=on")).await;
+    assert_eq!(status, 303);
+    assert_eq!(stored(&db, &group), before, "a dry run changes nothing");
+
+    // The consumers keep running, idle: they follow the replay without a restart.
+    let (status, _) = common::http::post_form(bind, "/actions/replay", &bearer, &form("")).await;
+    assert_eq!(status, 303);
+    common::wait_for("12 effects", LONG, || {
+        (effect_count(&mut db.conn()) >= 12).then_some(())
+    });
+    common::wait_for("the replay to end by itself", LONG, || {
+        stored(&db, &group)
+            .iter()
+            .all(|(_, until)| until.is_none())
+            .then_some(())
+    });
+    runtime.shutdown().await.unwrap();
+    let mut applied: HashMap<String, usize> = HashMap::new();
+    for effect in effects(&mut db.conn()) {
+        *applied.entry(effect.event_id).or_default() += 1;
+    }
+    assert_eq!(applied.len(), 6);
+    assert!(
+        applied.values().all(|n| *n == 2),
+        "each event once more: {applied:?}"
+    );
+}

@@ -75,8 +75,8 @@ pub(crate) enum Command {
         action: DlqAction,
     },
     /// Apply a topic's events again (a reinit): the group's stored positions move back and
-    /// each event is applied once more. Stop the group's consumers first (a running one is
-    /// fenced), start them after.
+    /// each event is applied once more. Running consumers of the group follow within a second;
+    /// stopped ones start from there.
     Replay {
         #[command(flatten)]
         db: Database,

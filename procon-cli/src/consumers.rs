@@ -128,7 +128,7 @@ pub(crate) fn replay(json: bool, db: Database, request: ReplayRequest) -> Result
         (true, _) => println!("nothing to replay: every partition is stored before that point"),
         (false, true) => println!("dry run: nothing changed"),
         (false, false) => println!(
-            "replay recorded{}; start {group}'s consumers",
+            "replay recorded{}; {group}'s consumers apply the events again (running ones within a second)",
             if publish {
                 ""
             } else {

@@ -79,6 +79,17 @@ pub(crate) struct Health {
 }
 
 impl Health {
+    /// The topics this process consumes, as the broker names them.
+    fn consumed_topics(&self) -> Vec<String> {
+        if self.consumer.is_none() {
+            return Vec::new();
+        }
+        let mut topics: Vec<String> = self.settings.consumer.topics.values().cloned().collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
     /// The dead-letter topics of the topics this process consumes (policy `dead_letter`, Kafka).
     fn dead_letter_topics(&self) -> Vec<String> {
         let (Some(status), crate::config::Transport::Kafka) =
@@ -144,6 +155,7 @@ pub(crate) fn spawn(
         .route("/actions/resume", post(resume))
         .route("/actions/parked", post(parked))
         .route("/actions/redrive", post(redrive))
+        .route("/actions/replay", post(replay))
         .with_state(health);
     tracing::info!(%bind, "admin server listening (/, /metrics, /livez, /readyz)");
     Ok(handle.spawn(async move {
@@ -359,6 +371,7 @@ async fn overview_page(
                 .collect()
         }),
         dead_letters: letters,
+        replayable: health.consumed_topics(),
         ..page::Overview::default()
     };
     match gathered {
@@ -524,5 +537,99 @@ async fn redrive(
     match done {
         Ok(sent) => back(&format!("{sent} dead letters of {} redriven", form.dlq)),
         Err(error) => back(&error),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ReplayForm {
+    topic: String,
+    /// `earliest`, an RFC 3339 time or a position.
+    to: String,
+    /// A checkbox: present when ticked.
+    dry_run: Option<String>,
+    /// A checkbox: present when ticked.
+    no_publish: Option<String>,
+}
+
+/// How long finding a time's positions may take.
+const REPLAY_LOOKUP: Duration = Duration::from_secs(10);
+
+async fn replay(
+    _: Authorized,
+    State(health): State<Health>,
+    Form(form): Form<ReplayForm>,
+) -> Response {
+    if !health.consumed_topics().contains(&form.topic) {
+        return back(&format!(
+            "{} is not a topic this service consumes",
+            form.topic
+        ));
+    }
+    let to = form.to.trim().to_owned();
+    let from = if to == "earliest" {
+        crate::consumer::ReplayFrom::Earliest
+    } else if let Ok(position) = to.parse::<crate::transport::Position>() {
+        crate::consumer::ReplayFrom::Position(position)
+    } else if let Ok(at) = chrono::DateTime::parse_from_rfc3339(&to) {
+        let (settings, topic) = (health.settings.clone(), form.topic.clone());
+        let found = tokio::task::spawn_blocking(move || {
+            crate::consumer::replay_positions_at(&settings, &topic, at.into(), REPLAY_LOOKUP)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|found| found);
+        match found {
+            Ok(positions) => crate::consumer::ReplayFrom::Positions(positions),
+            Err(error) => {
+                return back(&format!(
+                    "cannot find {}'s positions at {to}: {error}",
+                    form.topic
+                ))
+            }
+        }
+    } else {
+        return back(&format!(
+            "replay from {to:?}: expected earliest, a time (2026-12-01T09:30:00Z) or a position"
+        ));
+    };
+    let dry_run = form.dry_run.is_some();
+    let publish = form.no_publish.is_none();
+    let (group, topic) = (health.group.clone(), form.topic.clone());
+    let done = with_database(&health.database_url, move |conn| {
+        crate::consumer::replay(conn, &group, &topic, from, publish, dry_run)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    tracing::info!(action = "replay", topic = form.topic, to, dry_run, publish, outcome = ?done, "admin page action");
+    match done {
+        Ok(plan) if plan.is_empty() => back(&format!(
+            "replay of {}: nothing to replay (every partition is stored before that point)",
+            form.topic
+        )),
+        Ok(plan) => {
+            let moves: Vec<String> = plan
+                .iter()
+                .map(|step| {
+                    format!(
+                        "[{}] {} → {}",
+                        step.partition,
+                        step.from,
+                        step.to.map_or("oldest".to_owned(), |p| p.to_string())
+                    )
+                })
+                .collect();
+            back(&format!(
+                "replay of {}: {}{}",
+                form.topic,
+                moves.join(", "),
+                if dry_run {
+                    " (dry run: nothing changed)"
+                } else {
+                    " recorded; the consumers apply the events again"
+                }
+            ))
+        }
+        Err(error) => back(&format!("replay of {}: {error}", form.topic)),
     }
 }

@@ -30,6 +30,8 @@ pub(crate) struct Overview {
     pub(crate) database_error: Option<String>,
     /// Each dead-letter topic of the consumed topics with its letters, or why it was not read.
     pub(crate) dead_letters: Vec<(String, Result<Vec<DeadLetter>, String>)>,
+    /// The topics this service consumes (physical names): what the replay form offers.
+    pub(crate) replayable: Vec<String>,
 }
 
 /// `text` with `& < > " '` escaped.
@@ -79,6 +81,7 @@ pub(crate) fn render(overview: &Overview, notice: Option<&str>, signed_in: bool)
     stops(&mut html, overview, signed_in);
     parked(&mut html, overview, signed_in);
     dead_letters(&mut html, overview, signed_in);
+    replay(&mut html, overview, signed_in);
     if !signed_in {
         html.push_str(
             "<h2>Sign in</h2><p>Actions need the admin token (<code>PROCON_ADMIN_TOKEN</code>).</p>\
@@ -253,6 +256,38 @@ fn parked(html: &mut String, overview: &Overview, signed_in: bool) {
     html.push_str("</table>");
 }
 
+/// The replay form (KaufmannEx's reinit): the group's positions of a topic move back and its
+/// events are applied once more; the running consumers follow without a restart.
+fn replay(html: &mut String, overview: &Overview, signed_in: bool) {
+    if overview.replayable.is_empty() {
+        return;
+    }
+    html.push_str(
+        "<h2>Replay</h2><p>Apply a topic's events again, each once more: the group's positions \
+         move back and its consumers follow (same as <code>procon replay</code>).</p>",
+    );
+    if !signed_in {
+        html.push_str("<p>Sign in to replay.</p>");
+        return;
+    }
+    html.push_str(
+        "<form method=\"post\" action=\"/actions/replay\" id=\"replay\">\
+         <label>topic <select name=\"topic\">",
+    );
+    for topic in &overview.replayable {
+        let topic = escape(topic);
+        let _ = write!(html, "<option value=\"{topic}\">{topic}</option>");
+    }
+    html.push_str(
+        "</select></label> <label>from <input name=\"to\" value=\"earliest\" \
+         placeholder=\"earliest, 2026-12-01T09:30:00Z or a position\"></label> \
+         <label><input type=\"checkbox\" name=\"dry_run\" value=\"on\" checked> dry run \
+         (show what would move)</label> <label><input type=\"checkbox\" name=\"no_publish\" \
+         value=\"on\"> publish nothing the handlers emit while replaying</label> \
+         <button>Replay</button></form>",
+    );
+}
+
 fn redrive_form(html: &mut String, dlq: &str, letter: &str, label: &str) {
     let _ = write!(
         html,
@@ -349,6 +384,26 @@ mod tests {
         assert!(signed_in.contains("name=\"lane\" value=\"key:7\""));
         assert!(signed_in.contains("id=\"notice\">resumed<"));
         assert!(!signed_in.contains("action=\"/login\""));
+    }
+
+    #[test]
+    fn the_replay_form_lists_the_consumed_topics_escaped_and_only_when_signed_in() {
+        let overview = Overview {
+            service: "billing".into(),
+            replayable: vec!["accounts\"><b>".into(), "orders".into()],
+            ..Overview::default()
+        };
+        let anonymous = render(&overview, None, false);
+        assert!(anonymous.contains("<h2>Replay</h2>"));
+        assert!(!anonymous.contains("/actions/replay"));
+        let signed_in = render(&overview, None, true);
+        assert!(signed_in.contains("action=\"/actions/replay\""));
+        assert!(signed_in.contains("<option value=\"orders\">orders</option>"));
+        assert!(signed_in.contains("accounts&quot;&gt;&lt;b&gt;"));
+        assert!(!signed_in.contains("accounts\"><b>"));
+        assert!(signed_in.contains("name=\"dry_run\" value=\"on\" checked"));
+        let consuming_nothing = render(&Overview::default(), None, true);
+        assert!(!consuming_nothing.contains("/actions/replay"));
     }
 
     #[test]

@@ -193,9 +193,15 @@ pub(crate) enum ApplyError {
         #[source]
         source: diesel::result::Error,
     },
-    /// Another member claimed the partition: this member's work on it is refused.
-    #[error("{partition}: another member owns the partition now; the work is left to it")]
-    Fenced { partition: PartitionId },
+    /// Another member claimed the partition (or a replay moved it): this member's work of
+    /// claim `epoch` is refused.
+    #[error("{partition}: another member owns the partition now, or a replay moved it; the work is left to it")]
+    Fenced {
+        /// The partition.
+        partition: PartitionId,
+        /// The epoch of the claim the refused work belonged to.
+        epoch: i64,
+    },
 }
 
 /// What a message says about itself when headers are missing.
@@ -438,6 +444,7 @@ pub(crate) fn apply_unit(
                 index: None,
                 error: Box::new(ApplyError::Fenced {
                     partition: unit.partition.clone(),
+                    epoch: unit.epoch,
                 }),
             });
         }

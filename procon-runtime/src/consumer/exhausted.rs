@@ -96,6 +96,7 @@ pub(crate) fn settle(
         if !store::check_epoch(conn, unit.group, unit.partition, unit.epoch).map_err(database)? {
             return Err(ApplyError::Fenced {
                 partition: unit.partition.clone(),
+                epoch: unit.epoch,
             });
         }
         let (settled, topic) = match policy {
@@ -143,6 +144,7 @@ pub(crate) fn settle(
         if !store::check_epoch(conn, unit.group, unit.partition, unit.epoch).map_err(database)? {
             return Err(ApplyError::Fenced {
                 partition: unit.partition.clone(),
+                epoch: unit.epoch,
             });
         }
         store::clear_failures(conn, unit.group, unit.partition, &[at.position])

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::pipeline::{Held, Pipeline};
-use super::stopped;
+use super::{stopped, store};
 use crate::backoff::Backoff;
 use crate::transport::{PartitionId, Source};
 
@@ -61,6 +61,7 @@ pub(crate) fn run(pipeline: Arc<Pipeline>, mut source: Box<dyn Source>, stop: Ar
         }
         if now >= next_check {
             check_stops(&pipeline);
+            follow_replays(&pipeline, source.as_mut());
             next_check = now + STOP_CHECK;
         }
         if now >= next_reclaim {
@@ -230,6 +231,62 @@ fn check_stops(pipeline: &Pipeline) {
             pipeline.status.flowing(&partition, "");
         }
         drop(board);
+        pipeline.notify_work();
+    }
+}
+
+/// Claims again the partitions a replay moved while this member held them (their stored
+/// replay generation rose since the claim; `procon replay` or the admin page recorded it):
+/// their work here is dropped, they are paused, and [`reclaim_held`] claims them anew and
+/// seeks to the replay's start. So a replay needs no restart of the group's members, and an
+/// idle partition, which writes nothing that could be refused, follows it too.
+fn follow_replays(pipeline: &Pipeline, source: &mut dyn Source) {
+    let claimed: Vec<(PartitionId, i32)> = pipeline
+        .board()
+        .partitions
+        .iter()
+        .filter(|(_, w)| w.held.is_none() && !w.revoking)
+        .map(|(p, w)| (p.clone(), w.generation))
+        .collect();
+    if claimed.is_empty() {
+        return;
+    }
+    let Ok(mut conn) = pipeline.pool.get() else {
+        return;
+    };
+    let partitions: Vec<PartitionId> = claimed.iter().map(|(p, _)| p.clone()).collect();
+    let stored = match store::replay_generations(&mut conn, &pipeline.group, &partitions) {
+        Ok(stored) => stored,
+        Err(error) => {
+            tracing::warn!(%error, "could not read the replay generations; will try again");
+            return;
+        }
+    };
+    let moved: Vec<PartitionId> = stored
+        .into_iter()
+        .filter(|(partition, generation)| {
+            claimed
+                .iter()
+                .any(|(p, claimed)| p == partition && generation > claimed)
+        })
+        .map(|(partition, _)| partition)
+        .collect();
+    for partition in moved {
+        {
+            let mut board = pipeline.board();
+            let Some(work) = board.partitions.get_mut(&partition) else {
+                continue;
+            };
+            tracing::info!(%partition, "a replay moved the partition: claiming it again there");
+            work.lanes = Default::default();
+            work.failures.clear();
+            work.fenced = false;
+            work.held = Some(Held::Unpositioned);
+            work.paused = true;
+        }
+        if let Err(error) = source.pause(&partition) {
+            tracing::warn!(%error, %partition, "could not pause the replayed partition");
+        }
         pipeline.notify_work();
     }
 }

@@ -47,6 +47,8 @@ pub(crate) struct PartitionWork {
     pub(crate) epoch: i64,
     /// The replay in progress when the partition was claimed.
     pub(crate) replay: Option<store::Replay>,
+    /// The replay generation when it was claimed (a higher one stored means a replay moved it).
+    pub(crate) generation: i32,
     pub(crate) lanes: Lanes<Message>,
     pub(crate) watermark: Watermark,
     /// The watermark last stored.
@@ -69,6 +71,7 @@ impl PartitionWork {
         PartitionWork {
             epoch: claim.epoch,
             replay: claim.replay,
+            generation: claim.generation,
             lanes: Lanes::default(),
             watermark: Watermark::new(start),
             stored: start,
@@ -391,10 +394,16 @@ impl Pipeline {
         self.reported.notify_all();
     }
 
-    /// Another member claimed `partition`: drop its work here.
-    pub(crate) fn fence(&self, partition: &PartitionId) {
+    /// Another member claimed `partition`, or a replay moved it, while this member worked on
+    /// it under claim `epoch`: drop its work here. A refusal of an earlier claim's work (this
+    /// member claimed the partition again since) changes nothing.
+    pub(crate) fn fence(&self, partition: &PartitionId, epoch: i64) {
         let mut board = self.board();
-        if let Some(work) = board.partitions.get_mut(partition) {
+        if let Some(work) = board
+            .partitions
+            .get_mut(partition)
+            .filter(|w| w.epoch == epoch)
+        {
             if !work.fenced {
                 tracing::warn!(%partition, "another member claimed the partition; dropping its work here");
             }
@@ -489,7 +498,7 @@ impl Pipeline {
                     }
                     stored.push((partition, next));
                 }
-                Ok(false) => self.fence(&partition),
+                Ok(false) => self.fence(&partition, epoch),
                 Err(error) => {
                     tracing::warn!(%error, %partition, "could not store the watermark; will try again");
                     break;
@@ -535,6 +544,7 @@ impl Pipeline {
                         next: None,
                         epoch: -1,
                         replay: None,
+                        generation: 0,
                     },
                     None,
                 );

@@ -124,8 +124,8 @@ impl Processor<'_> {
     fn failed(&mut self, unit: Unit, index: Option<usize>, error: ApplyError) -> Keep {
         let pipeline = self.pipeline;
         match &error {
-            ApplyError::Fenced { partition } => {
-                pipeline.fence(partition);
+            ApplyError::Fenced { partition, epoch } => {
+                pipeline.fence(partition, *epoch);
                 return Keep::Connection;
             }
             ApplyError::Database { .. } => {
@@ -297,7 +297,7 @@ impl Processor<'_> {
                 pipeline.status.flowing(partition, lane);
                 pipeline.complete(partition, lane, &[message.position]);
             }
-            Err(ApplyError::Fenced { partition }) => pipeline.fence(&partition),
+            Err(ApplyError::Fenced { partition, epoch }) => pipeline.fence(&partition, epoch),
             Err(settle_error) => {
                 tracing::error!(%at, error = %settle_error, "could not settle the failed event; it is tried again");
                 return Some(message);

@@ -4,8 +4,11 @@
 //!
 //! [`replay`] moves the group's stored positions of the topic back, records per partition
 //! where the replay ends (`replay_until`: the position stored before, below which every event
-//! was applied) and bumps the partition's replay generation and epoch (a member running the
-//! partition is fenced and its work dropped; run replays with the group's consumers stopped).
+//! was applied) and bumps the partition's replay generation and epoch. A member holding the
+//! partition notices the new generation within a second (`intake::follow_replays`, also when
+//! the partition is idle), drops its work on it (whatever it was applying is refused by the
+//! new epoch) and claims it again at the replay's start: running consumers follow a replay
+//! without a restart.
 //! While a partition's messages are below `replay_until`, the consumer records their event ids
 //! under the generation's own name (`<group>/replay-<n>`), so each is applied exactly once in
 //! this replay although it was applied before; at and above it, the group's usual records

@@ -46,6 +46,8 @@ pub(crate) struct Claim {
     pub(crate) epoch: i64,
     /// The replay in progress, if any.
     pub(crate) replay: Option<Replay>,
+    /// The partition's replay generation at the claim: a replay recorded later raises it.
+    pub(crate) generation: i32,
 }
 
 #[derive(QueryableByName)]
@@ -100,7 +102,38 @@ pub(crate) fn claim(
         next,
         epoch: row.epoch,
         replay,
+        generation: row.replay_generation,
     })
+}
+
+#[derive(QueryableByName)]
+struct Generation {
+    #[diesel(sql_type = Integer)]
+    replay_generation: i32,
+}
+
+/// The replay generations of `partitions` of `group` (those with a stored position).
+pub(crate) fn replay_generations(
+    conn: &mut PgConnection,
+    group: &str,
+    partitions: &[PartitionId],
+) -> diesel::QueryResult<Vec<(PartitionId, i32)>> {
+    let mut found = Vec::with_capacity(partitions.len());
+    for partition in partitions {
+        let row: Option<Generation> = diesel::sql_query(
+            "SELECT replay_generation FROM procon_consumer_offsets \
+             WHERE group_id = $1 AND topic = $2 AND partition = $3",
+        )
+        .bind::<Text, _>(group)
+        .bind::<Text, _>(&partition.topic)
+        .bind::<Integer, _>(partition.partition)
+        .get_result(conn)
+        .optional()?;
+        if let Some(row) = row {
+            found.push((partition.clone(), row.replay_generation));
+        }
+    }
+    Ok(found)
 }
 
 #[derive(QueryableByName)]
