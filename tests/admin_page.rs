@@ -13,7 +13,6 @@ use std::time::Duration;
 use common::broker::{brokers, create_topic, unique_topic};
 use common::db::TestDb;
 use common::ledger::{effects, CreditOut, Entry, Out, PoisonOut};
-use common::proxy::free_port;
 use diesel::Connection;
 use procon::OutboxExt;
 
@@ -101,10 +100,7 @@ async fn a_stopped_key_is_shown_with_its_error_and_skipped_from_the_page() {
     config.consumer.failure.max_attempts = 2;
     config.consumer.failure.exhausted = procon::Exhausted::Stop;
     config.consumer.failure.backoff.initial = Duration::from_millis(50);
-    let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    config.admin.enabled = true;
-    config.admin.bind = bind;
-    config.admin.token = Some(TOKEN.to_owned());
+    let bind = common::http::admin_on(&mut config, Some(TOKEN));
     let runtime = procon::start(config).unwrap();
     common::wait_for("the poison event to stop its key", LONG, || {
         runtime.stalled_partitions().into_iter().find(|s| s.stopped)

@@ -146,12 +146,7 @@ async fn the_admin_page_lists_dead_letters_and_redrives_one() {
     config.consumer.failure.max_attempts = 2;
     config.consumer.failure.exhausted = procon::Exhausted::DeadLetter { topic: None };
     config.consumer.failure.backoff.initial = Duration::from_millis(50);
-    let bind: std::net::SocketAddr = format!("127.0.0.1:{}", common::proxy::free_port())
-        .parse()
-        .unwrap();
-    config.admin.enabled = true;
-    config.admin.bind = bind;
-    config.admin.token = Some(TOKEN.to_owned());
+    let bind = common::http::admin_on(&mut config, Some(TOKEN));
     let runtime = procon::start(config).unwrap();
     let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
     let page = common::wait_for_async("the letter on the page", LONG, || {

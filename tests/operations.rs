@@ -10,7 +10,6 @@ use std::time::Duration;
 use common::broker::{brokers, create_topic, unique_topic};
 use common::db::TestDb;
 use common::ledger::{effect_count, emit_credits};
-use common::proxy::free_port;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -31,10 +30,7 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 }
 
 fn admin_on(config: &mut procon::Config) -> SocketAddr {
-    let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    config.admin.enabled = true;
-    config.admin.bind = bind;
-    bind
+    common::http::admin_on(config, None)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

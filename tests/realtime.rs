@@ -365,3 +365,46 @@ async fn a_notification_committed_during_a_publish_is_not_deleted_unpublished() 
     });
     runtime.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shutdown_lets_the_realtime_round_in_progress_delete_what_it_published() {
+    let (setup, config) = setup("realtime_shutdown", Duration::from_millis(10)).await;
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let publisher = Arc::new(GatedPublisher {
+        inner: KafkaPublisher::new(&config).unwrap(),
+        held: "accounts/6",
+        arrived: arrived.clone(),
+        gate: gate.clone(),
+    });
+    let runtime = procon::start_relay_with(config, publisher).unwrap();
+    setup
+        .db
+        .conn()
+        .transaction(|conn| {
+            Realtime::new("accounts/6").emit(conn).unwrap();
+            Ok::<_, diesel::result::Error>(())
+        })
+        .unwrap();
+    common::wait_for("the relay to publish the notification", LONG, || {
+        (arrived.load(Ordering::SeqCst) >= 1).then_some(())
+    });
+    // Shutdown while the broker has not answered: the relay hands its shards back...
+    let stopping = tokio::spawn(runtime.shutdown());
+    common::wait_for("the relay to hand its shards back", LONG, || {
+        (common::db::count_where(
+            &mut setup.db.conn(),
+            "procon_relay_leases",
+            "owner IS NOT NULL",
+        ) == 0)
+            .then_some(())
+    });
+    // ...and the realtime round still takes the answer in and deletes what it published.
+    gate.add_permits(1_000);
+    stopping.await.unwrap().unwrap();
+    assert_eq!(
+        pending_notifications(&setup.db),
+        0,
+        "published, so deleted, not left to be published again"
+    );
+}

@@ -77,6 +77,29 @@ fn stored(db: &TestDb, group: &str) -> Vec<(String, Option<String>)> {
     .collect()
 }
 
+/// Waits until every partition of `group` is past its replay (a replay ends by itself).
+fn until_replay_ended(db: &TestDb, group: &str) {
+    common::wait_for("the replay to end by itself", LONG, || {
+        stored(db, group)
+            .iter()
+            .all(|(_, until)| until.is_none())
+            .then_some(())
+    });
+}
+
+/// Each of the `events` events was applied exactly twice: once, then once in the replay.
+fn assert_each_applied_twice(db: &TestDb, events: usize) {
+    let mut applied: HashMap<String, usize> = HashMap::new();
+    for effect in effects(&mut db.conn()) {
+        *applied.entry(effect.event_id).or_default() += 1;
+    }
+    assert_eq!(applied.len(), events);
+    assert!(
+        applied.values().all(|n| *n == 2),
+        "each event once more: {applied:?}"
+    );
+}
+
 fn echoes(db: &TestDb) -> i64 {
     #[derive(QueryableByName)]
     struct Count {
@@ -97,21 +120,7 @@ async fn a_replay_applies_each_event_once_more_and_publishes_nothing_with_no_pub
     let topic = unique_topic("replay");
     create_topic(&brokers(), &topic, 2).await;
     let group = unique_topic("replay-group");
-    db.conn()
-        .transaction(|conn| {
-            for seq in 1..=6 {
-                ShoutOut(Out {
-                    entity_topic: topic.clone(),
-                    entry: Entry {
-                        account: seq % 3,
-                        seq,
-                    },
-                })
-                .emit_created(conn)?;
-            }
-            Ok::<_, procon::EmitError>(())
-        })
-        .unwrap();
+    shout(&db, &topic, 1..=6);
     // Published by a relay alone; the consumer runs without one, so the echoes stay in the
     // outbox, where they can be counted.
     let relay = procon::start(common::runtime_config(&db, &brokers())).unwrap();
@@ -143,22 +152,9 @@ async fn a_replay_applies_each_event_once_more_and_publishes_nothing_with_no_pub
     common::wait_for("12 effects", LONG, || {
         (effect_count(&mut db.conn()) >= 12).then_some(())
     });
-    common::wait_for("the replay to end by itself", LONG, || {
-        stored(&db, &group)
-            .iter()
-            .all(|(_, until)| until.is_none())
-            .then_some(())
-    });
+    until_replay_ended(&db, &group);
     runtime.shutdown().await.unwrap();
-    let mut applied: HashMap<String, usize> = HashMap::new();
-    for effect in effects(&mut db.conn()) {
-        *applied.entry(effect.event_id).or_default() += 1;
-    }
-    assert_eq!(applied.len(), 6);
-    assert!(
-        applied.values().all(|n| *n == 2),
-        "each event once more: {applied:?}"
-    );
+    assert_each_applied_twice(&db, 6);
     assert_eq!(
         echoes(&db),
         6,
@@ -250,12 +246,7 @@ async fn a_replay_to_a_time_applies_again_only_the_events_written_since() {
     common::wait_for("14 effects", LONG, || {
         (effect_count(&mut db.conn()) >= 14).then_some(())
     });
-    common::wait_for("the replay to end by itself", LONG, || {
-        stored(&db, &group)
-            .iter()
-            .all(|(_, until)| until.is_none())
-            .then_some(())
-    });
+    until_replay_ended(&db, &group);
     runtime.shutdown().await.unwrap();
     let mut applied: HashMap<i64, usize> = HashMap::new();
     for effect in effects(&mut db.conn()) {
@@ -293,12 +284,7 @@ async fn the_admin_page_replays_a_topic_while_its_consumers_run() {
     create_topic(&brokers(), &topic, 2).await;
     let group = unique_topic("replay-admin-group");
     let mut config = common::consumer_config(&db, &brokers(), &group, &topic);
-    let bind: std::net::SocketAddr = format!("127.0.0.1:{}", common::proxy::free_port())
-        .parse()
-        .unwrap();
-    config.admin.enabled = true;
-    config.admin.bind = bind;
-    config.admin.token = Some(TOKEN.to_owned());
+    let bind = common::http::admin_on(&mut config, Some(TOKEN));
     let runtime = procon::start(config).unwrap();
     shout(&db, &topic, 1..=6);
     common::wait_for("6 effects", LONG, || {
@@ -331,20 +317,7 @@ async fn the_admin_page_replays_a_topic_while_its_consumers_run() {
     common::wait_for("12 effects", LONG, || {
         (effect_count(&mut db.conn()) >= 12).then_some(())
     });
-    common::wait_for("the replay to end by itself", LONG, || {
-        stored(&db, &group)
-            .iter()
-            .all(|(_, until)| until.is_none())
-            .then_some(())
-    });
+    until_replay_ended(&db, &group);
     runtime.shutdown().await.unwrap();
-    let mut applied: HashMap<String, usize> = HashMap::new();
-    for effect in effects(&mut db.conn()) {
-        *applied.entry(effect.event_id).or_default() += 1;
-    }
-    assert_eq!(applied.len(), 6);
-    assert!(
-        applied.values().all(|n| *n == 2),
-        "each event once more: {applied:?}"
-    );
+    assert_each_applied_twice(&db, 6);
 }

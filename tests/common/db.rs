@@ -76,8 +76,15 @@ pub fn with_search_path(url: &str, schema: &str) -> String {
 
 /// Number of rows of `table`.
 pub fn count(conn: &mut PgConnection, table: &str) -> i64 {
-    let count: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
-        .get_result(conn)
-        .unwrap_or_else(|e| panic!("count {table}: {e}"));
+    count_where(conn, table, "true")
+}
+
+/// Rows of `table` matching the SQL condition `condition`.
+pub fn count_where(conn: &mut PgConnection, table: &str, condition: &str) -> i64 {
+    let count: Count = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM {table} WHERE {condition}"
+    ))
+    .get_result(conn)
+    .unwrap_or_else(|e| panic!("count {table} where {condition}: {e}"));
     count.n
 }

@@ -1,9 +1,21 @@
-//! A minimal HTTP/1.1 client for the admin server's tests: one request per connection
-//! (`Connection: close`), the answer read whole.
+//! The admin server in tests: switching it on in a configuration, and a minimal HTTP/1.1
+//! client (one request per connection, `Connection: close`, the answer read whole).
 
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Switches the admin server on at a free local port, with `token` for its actions; returns
+/// where it listens.
+pub fn admin_on(config: &mut procon::Config, token: Option<&str>) -> SocketAddr {
+    let bind: SocketAddr = format!("127.0.0.1:{}", super::proxy::free_port())
+        .parse()
+        .unwrap();
+    config.admin.enabled = true;
+    config.admin.bind = bind;
+    config.admin.token = token.map(str::to_owned);
+    bind
+}
 
 /// `GET path`, with extra header lines (`"Name: value\r\n"`...): (status, body).
 pub async fn get(bind: SocketAddr, path: &str, headers: &str) -> (u16, String) {

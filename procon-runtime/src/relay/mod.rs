@@ -267,6 +267,15 @@ impl Relay {
                 _ => outbox.await,
             },
         };
+        if matches!(end, Ok(rounds::End::Shutdown)) && !realtime.is_finished() {
+            // The realtime round in progress takes its answers in (bounded by the shutdown
+            // timeout, like the outbox's) and deletes what it published: aborted, it would
+            // leave published notifications to be published again.
+            let bound = relay.shutdown_timeout + std::time::Duration::from_secs(5);
+            if tokio::time::timeout(bound, &mut realtime).await.is_err() {
+                tracing::warn!("shutdown: the realtime round did not finish in time");
+            }
+        }
         realtime.abort();
         match end {
             Ok(rounds::End::Shutdown) => SessionEnd::Shutdown,

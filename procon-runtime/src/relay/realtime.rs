@@ -30,11 +30,25 @@ pub(crate) async fn run_while_leading(
         }
         let wake = Arc::new(Notify::new());
         let source = OutboxSource::connect(&database, &tls, wake.clone(), Wakes::Realtime).await?;
+        let running = run(
+            source,
+            wake,
+            producer.clone(),
+            config.clone(),
+            shutdown.clone(),
+        );
+        tokio::pin!(running);
         tokio::select! {
-            result = run(source, wake, producer.clone(), config.clone(), shutdown.clone()) => {
-                return result;
-            }
+            result = &mut running => return result,
             _ = leading.wait_for(|leads| !*leads) => {}
+        }
+        // The rounds hand shard 0 back when they shut down: let the round in progress delete
+        // what it published (it ends at shutdown by itself). Leadership lost otherwise drops
+        // the round: what it published and did not delete yet is published again by the next
+        // leader (at least once).
+        let shutting_down = *shutdown.borrow();
+        if shutting_down {
+            return running.await;
         }
     }
 }
