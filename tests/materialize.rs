@@ -158,7 +158,9 @@ async fn materialize_rules_create_update_delete_with_hooks() {
     remote(&mut conn, |c| {
         account(topic, 3, "c@x", "free").emit_deleted(c)
     });
+    // Keys 2 and 3 are applied concurrently: wait for both.
     wait_for_log(&mut conn, "after NothingToDelete 3");
+    wait_for_log(&mut conn, "after Deleted 2");
     assert!(customer(&mut conn, 2).is_none());
     let log = hook_log(&mut conn);
     // Per key, in order (keys 2 and 3 are applied concurrently: no order between them).
