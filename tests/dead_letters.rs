@@ -1,4 +1,5 @@
-//! Dead letters through the operator CLI, against real PostgreSQL and the test broker: events
+//! Dead letters through the operator CLI, against real PostgreSQL and the test broker (and the
+//! Kinesis emulator, once): events
 //! whose handler fails every attempt go to the dead-letter topic (policy `dead_letter`) while
 //! their key goes on; `procon dlq list` shows them with their error, `show` one in full; once the
 //! handler is fixed, `procon dlq redrive --all` sends them back through the outbox, in order, and
@@ -178,4 +179,80 @@ async fn the_admin_page_lists_dead_letters_and_redrives_one() {
     runtime.shutdown().await.unwrap();
     let seqs: Vec<i64> = effects(&mut db.conn()).iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_on_kinesis_are_listed_and_redriven_in_order_once_fixed() {
+    common::init_logs();
+    let db = TestDb::new("dead_letters_kinesis");
+    common::ledger::create_effects(&mut db.conn());
+    let client = common::kinesis::client();
+    let stream = common::kinesis::unique_stream("dlq-kinesis");
+    let dlq = format!("{stream}.dlq");
+    common::kinesis::create_stream(&client, &stream, 1).await;
+    common::kinesis::create_stream(&client, &dlq, 1).await;
+    let out = |seq| Out {
+        entity_topic: stream.clone(),
+        entry: Entry { account: 7, seq },
+    };
+    db.conn()
+        .transaction(|conn| {
+            FragileOut(out(1)).emit_created(conn)?;
+            FragileOut(out(2)).emit_created(conn)?;
+            CreditOut(out(3)).emit_created(conn)
+        })
+        .unwrap();
+    let mut config = common::consumer_config(
+        &db,
+        "unused:9092",
+        &unique_topic("dlq-kinesis-group"),
+        &stream,
+    );
+    config.transport = procon::Transport::Kinesis;
+    config.kinesis = common::kinesis::settings();
+    config.kinesis.idle_poll_interval = Duration::from_millis(50);
+    config.consumer.failure.max_attempts = 2;
+    config.consumer.failure.exhausted = procon::Exhausted::DeadLetter { topic: None };
+    config.consumer.failure.backoff.initial = Duration::from_millis(50);
+    let runtime = procon::start(config).unwrap();
+    let procon = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
+            .args(args)
+            .env("PROCON_DATABASE_URL", &db.url)
+            .env("PROCON_TRANSPORT", "kinesis")
+            .env("PROCON_KINESIS_REGION", "us-east-1")
+            .env("PROCON_KINESIS_ENDPOINT_URL", common::kinesis::endpoint())
+            .output()
+            .expect("run procon")
+    };
+    common::wait_for("seq 3 applied", LONG, || {
+        (effect_count(&mut db.conn()) >= 1).then_some(())
+    });
+    let listed = common::wait_for("both letters in the dead-letter stream", LONG, || {
+        let out = procon(&["dlq", "--topic", &dlq, "list", "--json"]);
+        let letters: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (letters.as_array()?.len() == 2).then_some(letters)
+    });
+    assert_eq!(listed[0]["headers"]["procon-dlq-topic"], stream.as_str());
+    assert!(
+        listed[0]["headers"]["procon-dlq-error"]
+            .as_str()
+            .unwrap()
+            .contains("the fix is not deployed"),
+        "{listed}"
+    );
+    let first = format!("0:{}", listed[0]["position"].as_str().unwrap());
+    let shown = procon(&["dlq", "--topic", &dlq, "show", &first]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("\"seq\":1"), "{shown}");
+
+    FIXED.lock().unwrap().insert(7);
+    let redriven = procon(&["dlq", "--topic", &dlq, "redrive", "--all"]);
+    assert!(redriven.status.success(), "{redriven:?}");
+    common::wait_for("the redriven events applied", LONG, || {
+        (effect_count(&mut db.conn()) >= 3).then_some(())
+    });
+    runtime.shutdown().await.unwrap();
+    let seqs: Vec<i64> = effects(&mut db.conn()).iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [3, 1, 2], "redriven in order, each once");
 }

@@ -259,19 +259,6 @@ async fn a_replay_to_a_time_applies_again_only_the_events_written_since() {
         applied, expected,
         "the events written since the time, once more"
     );
-
-    // Kinesis keeps no time index procon reads: the command says so and changes nothing.
-    let kinesis = std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
-        .args([
-            "replay", "--group", &group, "--topic", &topic, "--to", &since,
-        ])
-        .env("PROCON_DATABASE_URL", &db.url)
-        .env("PROCON_TRANSPORT", "kinesis")
-        .output()
-        .unwrap();
-    assert!(!kinesis.status.success());
-    let error = String::from_utf8_lossy(&kinesis.stderr);
-    assert!(error.contains("Kafka only"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -320,4 +307,64 @@ async fn the_admin_page_replays_a_topic_while_its_consumers_run() {
     until_replay_ended(&db, &group);
     runtime.shutdown().await.unwrap();
     assert_each_applied_twice(&db, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_to_a_time_on_kinesis_applies_again_only_the_events_written_since() {
+    common::init_logs();
+    let db = TestDb::new("replay_time_kinesis");
+    common::ledger::create_effects(&mut db.conn());
+    let client = common::kinesis::client();
+    let stream = common::kinesis::unique_stream("replay-time");
+    common::kinesis::create_stream(&client, &stream, 2).await;
+    // What the handler emits goes to `echoes`: a stream must exist for it on Kinesis.
+    common::kinesis::create_stream(&client, "echoes", 1).await;
+    let group = unique_topic("replay-time-kinesis-group");
+    let config = || {
+        let mut config = common::consumer_config(&db, "unused:9092", &group, &stream);
+        config.transport = procon::Transport::Kinesis;
+        config.kinesis = common::kinesis::settings();
+        config.kinesis.idle_poll_interval = Duration::from_millis(50);
+        config
+    };
+    let runtime = procon::start(config()).unwrap();
+    shout(&db, &stream, 1..=6);
+    common::wait_for("6 effects", LONG, || {
+        (effect_count(&mut db.conn()) >= 6).then_some(())
+    });
+    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    shout(&db, &stream, 7..=10);
+    common::wait_for("10 effects", LONG, || {
+        (effect_count(&mut db.conn()) >= 10).then_some(())
+    });
+    runtime.shutdown().await.unwrap();
+
+    let replayed = std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
+        .args([
+            "replay", "--group", &group, "--topic", &stream, "--to", &since,
+        ])
+        .env("PROCON_DATABASE_URL", &db.url)
+        .env("PROCON_TRANSPORT", "kinesis")
+        .env("PROCON_KINESIS_REGION", "us-east-1")
+        .env("PROCON_KINESIS_ENDPOINT_URL", common::kinesis::endpoint())
+        .output()
+        .unwrap();
+    assert!(replayed.status.success(), "{replayed:?}");
+    let runtime = procon::start(config()).unwrap();
+    common::wait_for("14 effects", LONG, || {
+        (effect_count(&mut db.conn()) >= 14).then_some(())
+    });
+    until_replay_ended(&db, &group);
+    runtime.shutdown().await.unwrap();
+    let mut applied: HashMap<i64, usize> = HashMap::new();
+    for effect in effects(&mut db.conn()) {
+        *applied.entry(effect.seq).or_default() += 1;
+    }
+    let expected: HashMap<i64, usize> = (1..=10)
+        .map(|seq| (seq, if seq > 6 { 2 } else { 1 }))
+        .collect();
+    assert_eq!(
+        applied, expected,
+        "the events written since the time, once more"
+    );
 }

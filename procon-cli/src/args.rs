@@ -38,7 +38,7 @@ pub(crate) enum Command {
         #[command(flatten)]
         db: Database,
     },
-    /// Run the relay: publish the outbox to Kafka until SIGINT or SIGTERM. Settings come from
+    /// Run the relay: publish the outbox (Kafka or Kinesis) until SIGINT or SIGTERM. Settings come from
     /// the environment (PROCON_*); the options below override it.
     Relay {
         /// Publish topic TOPIC (as models name it) to PHYSICAL; repeatable. Same as
@@ -62,7 +62,8 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: ParkedAction,
     },
-    /// Dead letters (policy `dead_letter`, Kafka): list a dead-letter topic, show a letter,
+    /// Dead letters (policy `dead_letter`; a Kafka topic, or a Kinesis stream with
+    /// PROCON_TRANSPORT=kinesis): list a dead-letter topic, show a letter,
     /// redrive letters to the topic they failed on (through the outbox, in order).
     Dlq {
         /// The dead-letter topic (by default `<topic>.dlq`).
@@ -87,7 +88,7 @@ pub(crate) enum Command {
         #[arg(long)]
         topic: String,
         /// `earliest`; a time (RFC 3339, e.g. `2026-12-01T09:30:00Z`: each partition from its
-        /// first event written at or after it, read from the broker); or a position (a Kafka
+        /// first event written at or after it, from the broker or Kinesis); or a position (a Kafka
         /// offset) in every partition.
         #[arg(long)]
         to: String,

@@ -162,7 +162,7 @@ fn replay_from(
     let looking = spinner(json, &format!("finding {topic}'s positions at {to}"));
     let positions = procon::replay_positions_at(&settings, topic, at.into(), LOOKUP_TIMEOUT)
         .map_err(|e| {
-            format!("cannot find {topic}'s positions at {to}: {e} (is PROCON_BROKERS right?)")
+            format!("cannot find {topic}'s positions at {to}: {e} (are PROCON_BROKERS, or PROCON_TRANSPORT=kinesis and PROCON_KINESIS_*, right?)")
         });
     looking.finish_and_clear();
     Ok(procon::ReplayFrom::Positions(positions?))

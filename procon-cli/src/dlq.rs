@@ -24,7 +24,7 @@ pub(crate) fn run(
             reading.set_length(total);
             reading.set_position(read);
         })
-        .map_err(|e| format!("cannot read {topic}: {e} (is PROCON_BROKERS right?)"));
+        .map_err(|e| format!("cannot read {topic}: {e} (are PROCON_BROKERS, or PROCON_TRANSPORT=kinesis and PROCON_KINESIS_*, right?)"));
     reading.finish_and_clear();
     let letters = letters?;
     let find = |place: &str| -> Result<procon::DeadLetter, BoxError> {

@@ -12,7 +12,7 @@
 //! - `procon resume <topic> <partition> [--lane L] [--skip | --reset]`: resume a stopped
 //!   partition (every stopped key of it, or one lane);
 //! - `procon dlq --topic T.dlq list|show <p>:<pos>|redrive (--all | <p>:<pos>...)`: read a
-//!   dead-letter topic (Kafka) and send letters back to the topic they failed on;
+//!   dead-letter topic (Kafka, or Kinesis) and send letters back to the topic they failed on;
 //! - `procon replay --group G --topic T --to earliest|<timestamp>|<position> [--dry-run]
 //!   [--no-publish]`: apply a topic's events again (KaufmannEx's reinit).
 //!

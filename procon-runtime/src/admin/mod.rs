@@ -90,11 +90,10 @@ impl Health {
         topics
     }
 
-    /// The dead-letter topics of the topics this process consumes (policy `dead_letter`, Kafka).
+    /// The dead-letter topics (streams) of the topics this process consumes (policy
+    /// `dead_letter`).
     fn dead_letter_topics(&self) -> Vec<String> {
-        let (Some(status), crate::config::Transport::Kafka) =
-            (&self.consumer, self.settings.transport)
-        else {
+        let Some(status) = &self.consumer else {
             return Vec::new();
         };
         let consumer = &self.settings.consumer;

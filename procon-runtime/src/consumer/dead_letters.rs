@@ -84,7 +84,8 @@ impl DeadLetter {
     }
 }
 
-/// Every letter `dlq_topic` holds (Kafka), in partition and position order.
+/// Every letter `dlq_topic` holds (a Kafka topic or a Kinesis stream, as `config.transport`
+/// says), in partition and position order. Blocking (see `transport::kinesis::read_stream`).
 pub fn dead_letters(
     config: &Config,
     dlq_topic: &str,
@@ -101,12 +102,15 @@ pub fn dead_letters_with_progress(
     timeout: Duration,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Vec<DeadLetter>, TransportError> {
-    Ok(
-        crate::transport::kafka::read_topic(config, dlq_topic, timeout, progress)?
-            .into_iter()
-            .map(DeadLetter::of)
-            .collect(),
-    )
+    let messages = match config.transport {
+        crate::config::Transport::Kafka => {
+            crate::transport::kafka::read_topic(config, dlq_topic, timeout, progress)?
+        }
+        crate::config::Transport::Kinesis => {
+            crate::transport::kinesis::read_stream(config, dlq_topic, timeout, progress)?
+        }
+    };
+    Ok(messages.into_iter().map(DeadLetter::of).collect())
 }
 
 /// Why a redrive wrote nothing.

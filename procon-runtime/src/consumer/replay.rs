@@ -41,8 +41,8 @@ pub enum ReplayFrom {
 }
 
 /// Per partition of `topic`, where a replay to the time `at` starts: the first message written
-/// at or after it; partitions with nothing that recent are left out. Asks the broker (Kafka's
-/// time index); Kinesis is refused (replay to `earliest` or a position there).
+/// at or after it; partitions with nothing that recent are left out. Asks the broker: Kafka's
+/// time index, or an `AT_TIMESTAMP` iterator per Kinesis shard. Blocking.
 pub fn replay_positions_at(
     config: &Config,
     topic: &str,
@@ -51,10 +51,9 @@ pub fn replay_positions_at(
 ) -> Result<BTreeMap<i32, Position>, TransportError> {
     match config.transport {
         Transport::Kafka => crate::transport::kafka::positions_at(config, topic, at, timeout),
-        Transport::Kinesis => Err(TransportError::Unsupported(
-            "replaying to a time is available on Kafka only; on Kinesis replay to `earliest` or \
-             to a position",
-        )),
+        Transport::Kinesis => Ok(crate::transport::kinesis::positions_at(
+            config, topic, at, timeout,
+        )?),
     }
 }
 

@@ -209,9 +209,6 @@ pub enum TransportError {
     /// The delivery was cancelled before the broker answered (the client is closing).
     #[error("the delivery was cancelled before the broker answered")]
     Cancelled,
-    /// The transport cannot do what was asked (the message says what, and what to do instead).
-    #[error("{0}")]
-    Unsupported(&'static str),
 }
 
 impl TransportError {
@@ -223,7 +220,7 @@ impl TransportError {
             TransportError::Kafka(error) => kafka::is_rejection(error),
             TransportError::Kinesis(error) => error.is_rejection(),
             TransportError::UndeclaredTopic(_) => true,
-            TransportError::Cancelled | TransportError::Unsupported(_) => false,
+            TransportError::Cancelled => false,
         }
     }
 }

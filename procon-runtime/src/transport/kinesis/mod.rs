@@ -16,10 +16,12 @@
 mod lease_store;
 mod leases;
 mod publisher;
+mod reader;
 pub mod record;
 mod source;
 
 pub use publisher::KinesisPublisher;
+pub use reader::{positions_at, read_stream};
 pub use source::KinesisSource;
 
 use std::time::Duration;

@@ -507,7 +507,7 @@ fn everything() -> Bounds {
     }
 }
 
-fn message(
+pub(crate) fn message(
     partition: &PartitionId,
     position: Position,
     record: &aws_sdk_kinesis::types::Record,
