@@ -54,18 +54,21 @@ fn procon(db: &TestDb, args: &[&str]) -> std::process::Output {
         .expect("run procon")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn dead_letters_are_listed_with_their_error_and_redriven_in_order_once_fixed() {
-    common::init_logs();
-    let db = TestDb::new("dead_letters");
-    common::ledger::create_effects(&mut db.conn());
-    let topic = unique_topic("dlq-cli");
+/// What both transports show through the CLI: two events of `account` whose handler fails
+/// every attempt and a good one after them on `topic`; the good one is applied, the letters are
+/// listed with their error and shown; once the fix is deployed, `redrive --all` sends them back
+/// and they are applied in order, each once.
+async fn letters_listed_shown_and_redriven(
+    db: &TestDb,
+    topic: &str,
+    account: i64,
+    mut config: procon::Config,
+    procon: impl Fn(&[&str]) -> std::process::Output,
+) {
     let dlq = format!("{topic}.dlq");
-    create_topic(&brokers(), &topic, 1).await;
-    create_topic(&brokers(), &dlq, 1).await;
     let out = |seq| Out {
-        entity_topic: topic.clone(),
-        entry: Entry { account: 5, seq },
+        entity_topic: topic.to_owned(),
+        entry: Entry { account, seq },
     };
     db.conn()
         .transaction(|conn| {
@@ -74,8 +77,6 @@ async fn dead_letters_are_listed_with_their_error_and_redriven_in_order_once_fix
             CreditOut(out(3)).emit_created(conn)
         })
         .unwrap();
-    let mut config =
-        common::consumer_config(&db, &brokers(), &unique_topic("dlq-cli-group"), &topic);
     config.consumer.failure.max_attempts = 2;
     config.consumer.failure.exhausted = procon::Exhausted::DeadLetter { topic: None };
     config.consumer.failure.backoff.initial = Duration::from_millis(50);
@@ -85,11 +86,11 @@ async fn dead_letters_are_listed_with_their_error_and_redriven_in_order_once_fix
         (effect_count(&mut db.conn()) >= 1).then_some(())
     });
     let listed = common::wait_for("both letters in the dead-letter topic", LONG, || {
-        let out = procon(&db, &["dlq", "--topic", &dlq, "list", "--json"]);
+        let out = procon(&["dlq", "--topic", &dlq, "list", "--json"]);
         let letters: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
         (letters.as_array()?.len() == 2).then_some(letters)
     });
-    assert_eq!(listed[0]["headers"]["procon-dlq-topic"], topic.as_str());
+    assert_eq!(listed[0]["headers"]["procon-dlq-topic"], topic);
     assert!(
         listed[0]["headers"]["procon-dlq-error"]
             .as_str()
@@ -97,24 +98,24 @@ async fn dead_letters_are_listed_with_their_error_and_redriven_in_order_once_fix
             .contains("the fix is not deployed"),
         "{listed}"
     );
-    let text = procon(&db, &["dlq", "--topic", &dlq, "list"]);
+    let text = procon(&["dlq", "--topic", &dlq, "list"]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
         text.contains("fragile.created") && text.contains("the fix is not deployed"),
         "{text}"
     );
     let first = format!("0:{}", listed[0]["position"].as_str().unwrap());
-    let shown = procon(&db, &["dlq", "--topic", &dlq, "show", &first]);
+    let shown = procon(&["dlq", "--topic", &dlq, "show", &first]);
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(
         shown.contains("procon-dlq-attempts: 2") && shown.contains("\"seq\":1"),
         "{shown}"
     );
-    let missing = procon(&db, &["dlq", "--topic", &dlq, "show", "0:999"]);
+    let missing = procon(&["dlq", "--topic", &dlq, "show", "0:999"]);
     assert!(!missing.status.success());
 
-    FIXED.lock().unwrap().insert(5);
-    let redriven = procon(&db, &["dlq", "--topic", &dlq, "redrive", "--all"]);
+    FIXED.lock().unwrap().insert(account);
+    let redriven = procon(&["dlq", "--topic", &dlq, "redrive", "--all"]);
     assert!(redriven.status.success(), "{redriven:?}");
     common::wait_for("the redriven events applied", LONG, || {
         (effect_count(&mut db.conn()) >= 3).then_some(())
@@ -122,6 +123,18 @@ async fn dead_letters_are_listed_with_their_error_and_redriven_in_order_once_fix
     runtime.shutdown().await.unwrap();
     let seqs: Vec<i64> = effects(&mut db.conn()).iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [3, 1, 2], "redriven in order, each once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_are_listed_with_their_error_and_redriven_in_order_once_fixed() {
+    common::init_logs();
+    let db = TestDb::new("dead_letters");
+    common::ledger::create_effects(&mut db.conn());
+    let topic = unique_topic("dlq-cli");
+    create_topic(&brokers(), &topic, 1).await;
+    create_topic(&brokers(), &format!("{topic}.dlq"), 1).await;
+    let config = common::consumer_config(&db, &brokers(), &unique_topic("dlq-cli-group"), &topic);
+    letters_listed_shown_and_redriven(&db, &topic, 5, config, |args| procon(&db, args)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -188,33 +201,13 @@ async fn dead_letters_on_kinesis_are_listed_and_redriven_in_order_once_fixed() {
     common::ledger::create_effects(&mut db.conn());
     let client = common::kinesis::client();
     let stream = common::kinesis::unique_stream("dlq-kinesis");
-    let dlq = format!("{stream}.dlq");
     common::kinesis::create_stream(&client, &stream, 1).await;
-    common::kinesis::create_stream(&client, &dlq, 1).await;
-    let out = |seq| Out {
-        entity_topic: stream.clone(),
-        entry: Entry { account: 7, seq },
-    };
-    db.conn()
-        .transaction(|conn| {
-            FragileOut(out(1)).emit_created(conn)?;
-            FragileOut(out(2)).emit_created(conn)?;
-            CreditOut(out(3)).emit_created(conn)
-        })
-        .unwrap();
-    let mut config = common::consumer_config(
-        &db,
-        "unused:9092",
-        &unique_topic("dlq-kinesis-group"),
-        &stream,
-    );
+    common::kinesis::create_stream(&client, &format!("{stream}.dlq"), 1).await;
+    let group = unique_topic("dlq-kinesis-group");
+    let mut config = common::consumer_config(&db, "unused:9092", &group, &stream);
     config.transport = procon::Transport::Kinesis;
     config.kinesis = common::kinesis::settings();
     config.kinesis.idle_poll_interval = Duration::from_millis(50);
-    config.consumer.failure.max_attempts = 2;
-    config.consumer.failure.exhausted = procon::Exhausted::DeadLetter { topic: None };
-    config.consumer.failure.backoff.initial = Duration::from_millis(50);
-    let runtime = procon::start(config).unwrap();
     let procon = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
             .args(args)
@@ -225,34 +218,5 @@ async fn dead_letters_on_kinesis_are_listed_and_redriven_in_order_once_fixed() {
             .output()
             .expect("run procon")
     };
-    common::wait_for("seq 3 applied", LONG, || {
-        (effect_count(&mut db.conn()) >= 1).then_some(())
-    });
-    let listed = common::wait_for("both letters in the dead-letter stream", LONG, || {
-        let out = procon(&["dlq", "--topic", &dlq, "list", "--json"]);
-        let letters: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        (letters.as_array()?.len() == 2).then_some(letters)
-    });
-    assert_eq!(listed[0]["headers"]["procon-dlq-topic"], stream.as_str());
-    assert!(
-        listed[0]["headers"]["procon-dlq-error"]
-            .as_str()
-            .unwrap()
-            .contains("the fix is not deployed"),
-        "{listed}"
-    );
-    let first = format!("0:{}", listed[0]["position"].as_str().unwrap());
-    let shown = procon(&["dlq", "--topic", &dlq, "show", &first]);
-    let shown = String::from_utf8_lossy(&shown.stdout);
-    assert!(shown.contains("\"seq\":1"), "{shown}");
-
-    FIXED.lock().unwrap().insert(7);
-    let redriven = procon(&["dlq", "--topic", &dlq, "redrive", "--all"]);
-    assert!(redriven.status.success(), "{redriven:?}");
-    common::wait_for("the redriven events applied", LONG, || {
-        (effect_count(&mut db.conn()) >= 3).then_some(())
-    });
-    runtime.shutdown().await.unwrap();
-    let seqs: Vec<i64> = effects(&mut db.conn()).iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, [3, 1, 2], "redriven in order, each once");
+    letters_listed_shown_and_redriven(&db, &stream, 7, config, procon).await;
 }
