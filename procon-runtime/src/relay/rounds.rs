@@ -179,23 +179,45 @@ pub(crate) async fn run(
 
 /// Deletes acknowledged rows on a connection of its own, so deletes overlap reads; answers
 /// with the ids it deleted (only then does the relay forget them: until a delete is
-/// confirmed, its rows still count as known, which keeps the late-row check exact).
+/// confirmed, its rows still count as known, which keeps the late-row check exact). It also
+/// samples the outbox for the metrics: a `count(*)` walks the whole table (and every dead row
+/// not vacuumed yet), which inline in the loop held acknowledgements and reads back for tens
+/// of milliseconds at each heartbeat.
 struct Deleter {
-    requests: tokio::sync::mpsc::UnboundedSender<Vec<i64>>,
+    requests: tokio::sync::mpsc::UnboundedSender<Job>,
     done: tokio::sync::mpsc::UnboundedReceiver<Result<Vec<i64>, SourceError>>,
     /// Batches sent and not answered yet.
     outstanding: usize,
 }
 
+/// What the deleter's connection does next.
+enum Job {
+    /// Delete these acknowledged rows (answered on `done`).
+    Delete(Vec<i64>),
+    /// Sample the outbox's backlog into the metrics.
+    Sample,
+}
+
 impl Deleter {
     fn spawn(source: OutboxSource, member: String, shards: u32) -> Deleter {
-        let (requests, mut todo) = tokio::sync::mpsc::unbounded_channel::<Vec<i64>>();
+        let (requests, mut todo) = tokio::sync::mpsc::unbounded_channel::<Job>();
         let (report, done) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
-            while let Some(ids) = todo.recv().await {
-                let result = source.delete(&ids, &member, shards).await.map(|()| ids);
-                if report.send(result).is_err() {
-                    break;
+            while let Some(job) = todo.recv().await {
+                match job {
+                    Job::Delete(ids) => {
+                        let result = source.delete(&ids, &member, shards).await.map(|()| ids);
+                        if report.send(result).is_err() {
+                            break;
+                        }
+                    }
+                    Job::Sample => match source.backlog().await {
+                        Ok((pending, oldest_age, parked)) => {
+                            crate::metrics::outbox(pending, oldest_age, parked);
+                        }
+                        // A failed connection shows at the next delete, which ends the session.
+                        Err(error) => tracing::debug!(%error, "could not sample the outbox"),
+                    },
                 }
             }
         });
@@ -495,8 +517,8 @@ impl Pump<'_> {
         let held = self.leases.owned(Instant::now()).len();
         self.held.store(held, std::sync::atomic::Ordering::Relaxed);
         crate::metrics::shards_held(held);
-        let (pending, oldest_age, parked) = self.source.backlog().await?;
-        crate::metrics::outbox(pending, oldest_age, parked);
+        // Sampled on the deleter's connection, off this loop (see `Deleter`).
+        let _ = self.deleter.requests.send(Job::Sample);
         let leading = self.leases.holds(0, Instant::now());
         self.leading
             .send_if_modified(|was| std::mem::replace(was, leading) != leading);
@@ -523,17 +545,18 @@ impl Pump<'_> {
             return Ok(());
         }
         // Not deleted (the database failed) means published again: duplicates, never loss.
-        match self.deleter.requests.send(done) {
+        match self.deleter.requests.send(Job::Delete(done)) {
             Ok(()) => {
                 self.deleter.outstanding += 1;
                 Ok(())
             }
             // The deleter ended: its connection failed; the session reconnects.
-            Err(returned) => {
+            Err(tokio::sync::mpsc::error::SendError(Job::Delete(ids))) => {
                 self.source
-                    .delete(&returned.0, self.member, self.config.shards)
+                    .delete(&ids, self.member, self.config.shards)
                     .await
             }
+            Err(_) => Ok(()),
         }
     }
 
