@@ -54,6 +54,17 @@ fn procon(db: &TestDb, args: &[&str]) -> std::process::Output {
         .expect("run procon")
 }
 
+/// The dead-letter topic of the one topic `config` consumes.
+fn dlq_name(config: &procon::Config) -> String {
+    let topic = config
+        .consumer
+        .topics
+        .values()
+        .next()
+        .expect("a consumed topic");
+    format!("{topic}.dlq")
+}
+
 /// What both transports show through the CLI: two events of `account` whose handler fails
 /// every attempt and a good one after them on `topic`; the good one is applied, the letters are
 /// listed with their error and shown; once the fix is deployed, `redrive --all` sends them back
@@ -80,6 +91,7 @@ async fn letters_listed_shown_and_redriven(
     config.consumer.failure.max_attempts = 2;
     config.consumer.failure.exhausted = procon::Exhausted::DeadLetter { topic: None };
     config.consumer.failure.backoff.initial = Duration::from_millis(50);
+    let reading = config.clone();
     let runtime = procon::start(config).unwrap();
     // The key goes on past its dead-lettered events.
     common::wait_for("seq 3 applied", LONG, || {
@@ -113,6 +125,18 @@ async fn letters_listed_shown_and_redriven(
     );
     let missing = procon(&["dlq", "--topic", &dlq, "show", "0:999"]);
     assert!(!missing.status.success());
+    // What the CLI's progress bar is told: every letter read, out of what there is to read.
+    let progress = tokio::task::spawn_blocking(move || {
+        let mut last = (0, 0);
+        procon::dead_letters_with_progress(&reading, &dlq_name(&reading), LONG, &mut |r, t| {
+            last = (r, t)
+        })
+        .unwrap();
+        last
+    })
+    .await
+    .unwrap();
+    assert_eq!(progress, (2, 2));
 
     FIXED.lock().unwrap().insert(account);
     let redriven = procon(&["dlq", "--topic", &dlq, "redrive", "--all"]);
@@ -218,5 +242,13 @@ async fn dead_letters_on_kinesis_are_listed_and_redriven_in_order_once_fixed() {
             .output()
             .expect("run procon")
     };
+    // A stream that does not exist: an error naming what failed, nothing read.
+    let missing = procon(&["dlq", "--topic", "no-such-stream.dlq", "list"]);
+    assert!(!missing.status.success());
+    let error = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        error.contains("cannot read no-such-stream.dlq") && error.contains("ResourceNotFound"),
+        "{error}"
+    );
     letters_listed_shown_and_redriven(&db, &stream, 7, config, procon).await;
 }

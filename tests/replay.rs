@@ -302,6 +302,29 @@ async fn the_admin_page_replays_a_topic_while_its_consumers_run() {
         common::http::post_form(bind, "/actions/replay", &bearer, &form("&dry_run=on")).await;
     assert_eq!(status, 303);
     assert_eq!(stored(&db, &group), before, "a dry run changes nothing");
+    // What names no start, or a topic the service does not consume, is refused with a notice
+    // saying why, and changes nothing.
+    let replay_notice = |body: String| {
+        let bearer = bearer.clone();
+        async move { common::http::action_notice(bind, "/actions/replay", &bearer, &body).await }
+    };
+    let bad_start = replay_notice(format!("topic={topic}&to=yesterday")).await;
+    assert!(
+        bad_start.contains("yesterday: expected `earliest`"),
+        "{bad_start}"
+    );
+    let elsewhere = replay_notice("topic=elsewhere&to=earliest".to_owned()).await;
+    assert!(
+        elsewhere.contains("elsewhere is not a topic this service consumes"),
+        "{elsewhere}"
+    );
+    assert_eq!(
+        stored(&db, &group),
+        before,
+        "refused replays change nothing"
+    );
+    let dry = replay_notice(format!("topic={topic}&to=earliest&dry_run=on")).await;
+    assert!(dry.contains("dry run: nothing changed"), "{dry}");
 
     // The consumers keep running, idle: they follow the replay without a restart.
     let (status, _) = common::http::post_form(bind, "/actions/replay", &bearer, &form("")).await;

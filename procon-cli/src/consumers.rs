@@ -139,31 +139,25 @@ pub(crate) fn replay(json: bool, db: Database, request: ReplayRequest) -> Result
     Ok(())
 }
 
-/// Reads `--to`: `earliest`, a position, or a time whose positions the broker is asked for.
+/// Reads `--to`; a time's positions are asked of the broker (with a spinner meanwhile).
 fn replay_from(
     json: bool,
     to: &str,
     topic: &str,
     brokers: Option<String>,
 ) -> Result<procon::ReplayFrom, BoxError> {
-    if to == "earliest" {
-        return Ok(procon::ReplayFrom::Earliest);
-    }
-    if let Ok(position) = to.parse::<procon::Position>() {
-        return Ok(procon::ReplayFrom::Position(position));
-    }
-    let at = chrono::DateTime::parse_from_rfc3339(to).map_err(|e| {
-        format!(
-            "--to {to}: expected `earliest`, a time (RFC 3339, e.g. 2026-12-01T09:30:00Z) or a \
-             position (a Kafka offset); as a time: {e}"
-        )
-    })?;
-    let settings = kafka_settings(brokers)?;
-    let looking = spinner(json, &format!("finding {topic}'s positions at {to}"));
-    let positions = procon::replay_positions_at(&settings, topic, at.into(), LOOKUP_TIMEOUT)
-        .map_err(|e| {
-            format!("cannot find {topic}'s positions at {to}: {e} (are PROCON_BROKERS, or PROCON_TRANSPORT=kinesis and PROCON_KINESIS_*, right?)")
-        });
-    looking.finish_and_clear();
-    Ok(procon::ReplayFrom::Positions(positions?))
+    let target: procon::ReplayTarget = to.parse().map_err(|e| format!("--to {e}"))?;
+    target.resolve(|at| -> Result<_, BoxError> {
+        let settings = kafka_settings(brokers)?;
+        let looking = spinner(json, &format!("finding {topic}'s positions at {to}"));
+        let found = procon::replay_positions_at(&settings, topic, at, LOOKUP_TIMEOUT);
+        looking.finish_and_clear();
+        found.map_err(|e| {
+            format!(
+                "cannot find {topic}'s positions at {to}: {e} (are PROCON_BROKERS, or \
+                 PROCON_TRANSPORT=kinesis and PROCON_KINESIS_*, right?)"
+            )
+            .into()
+        })
+    })
 }

@@ -18,7 +18,8 @@ pub use procon_derive::Outbox;
 pub use procon_runtime::consumer::{
     dead_letters, dead_letters_with_progress, redrive, replay, replay_positions_at, resume_lane,
     resume_partition, stopped_partitions, DeadLetter, FailedEvent, RedriveError, ReplayError,
-    ReplayFrom, ReplayedPartition, Resume, ResumeError, Stall, Status, StoppedPartition,
+    ReplayFrom, ReplayTarget, ReplayTargetError, ReplayedPartition, Resume, ResumeError, Stall,
+    Status, StoppedPartition,
 };
 pub use procon_runtime::consumer::{
     BatchHandler, Coordinates, Event, EventHandler, HandlerContext, HandlerError,

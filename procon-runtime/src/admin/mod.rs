@@ -565,32 +565,29 @@ async fn replay(
         ));
     }
     let to = form.to.trim().to_owned();
-    let from = if to == "earliest" {
-        crate::consumer::ReplayFrom::Earliest
-    } else if let Ok(position) = to.parse::<crate::transport::Position>() {
-        crate::consumer::ReplayFrom::Position(position)
-    } else if let Ok(at) = chrono::DateTime::parse_from_rfc3339(&to) {
-        let (settings, topic) = (health.settings.clone(), form.topic.clone());
-        let found = tokio::task::spawn_blocking(move || {
-            crate::consumer::replay_positions_at(&settings, &topic, at.into(), REPLAY_LOOKUP)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|found| found);
-        match found {
-            Ok(positions) => crate::consumer::ReplayFrom::Positions(positions),
-            Err(error) => {
-                return back(&format!(
-                    "cannot find {}'s positions at {to}: {error}",
-                    form.topic
-                ))
-            }
+    let target: crate::consumer::ReplayTarget = match to.parse() {
+        Ok(target) => target,
+        Err(error) => return back(&format!("replay from {error}")),
+    };
+    let (settings, topic) = (health.settings.clone(), form.topic.clone());
+    let found = tokio::task::spawn_blocking(move || {
+        target
+            .resolve(|at| {
+                crate::consumer::replay_positions_at(&settings, &topic, at, REPLAY_LOOKUP)
+            })
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|found| found);
+    let from = match found {
+        Ok(from) => from,
+        Err(error) => {
+            return back(&format!(
+                "cannot find {}'s positions at {to}: {error}",
+                form.topic
+            ))
         }
-    } else {
-        return back(&format!(
-            "replay from {to:?}: expected earliest, a time (2026-12-01T09:30:00Z) or a position"
-        ));
     };
     let dry_run = form.dry_run.is_some();
     let publish = form.no_publish.is_none();

@@ -254,8 +254,7 @@ fn follow_replays(pipeline: &Pipeline, source: &mut dyn Source) {
     let Ok(mut conn) = pipeline.pool.get() else {
         return;
     };
-    let partitions: Vec<PartitionId> = claimed.iter().map(|(p, _)| p.clone()).collect();
-    let stored = match store::replay_generations(&mut conn, &pipeline.group, &partitions) {
+    let stored = match store::replay_generations(&mut conn, &pipeline.group) {
         Ok(stored) => stored,
         Err(error) => {
             tracing::warn!(%error, "could not read the replay generations; will try again");

@@ -62,7 +62,10 @@ pub use handler::{
     registered_handlers, Coordinates, Event, EventHandler, HandlerContext, HandlerError,
     HandlerEventArg, Registration,
 };
-pub use replay::{replay, replay_positions_at, ReplayError, ReplayFrom, ReplayedPartition};
+pub use replay::{
+    replay, replay_positions_at, ReplayError, ReplayFrom, ReplayTarget, ReplayTargetError,
+    ReplayedPartition,
+};
 pub use status::{Stall, Status};
 pub use stopped::{
     resume_lane, resume_partition, stopped_partitions, Resume, ResumeError, StoppedPartition,

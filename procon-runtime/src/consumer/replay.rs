@@ -40,6 +40,59 @@ pub enum ReplayFrom {
     Positions(BTreeMap<i32, Position>),
 }
 
+/// Where an operator asks a replay to start, as written (`procon replay --to`, the admin
+/// page): `earliest`, a position (a Kafka offset, or a Kinesis position as procon shows it), or
+/// an RFC 3339 time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayTarget {
+    /// `earliest`.
+    Earliest,
+    /// A position in every partition.
+    Position(Position),
+    /// A time: each partition from its first event written at or after it.
+    Time(SystemTime),
+}
+
+/// Text that names no replay start.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "{0}: expected `earliest`, a time (RFC 3339, e.g. 2026-12-01T09:30:00Z) or a position (a \
+     Kafka offset)"
+)]
+pub struct ReplayTargetError(pub String);
+
+impl std::str::FromStr for ReplayTarget {
+    type Err = ReplayTargetError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if text == "earliest" {
+            return Ok(ReplayTarget::Earliest);
+        }
+        if let Ok(position) = text.parse::<Position>() {
+            return Ok(ReplayTarget::Position(position));
+        }
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|at| ReplayTarget::Time(at.into()))
+            .map_err(|_| ReplayTargetError(text.to_owned()))
+    }
+}
+
+impl ReplayTarget {
+    /// Where the replay starts. Only a time is looked up, with `positions_at` (usually
+    /// [`replay_positions_at`]), so `earliest` and a position need no broker.
+    pub fn resolve<E>(
+        self,
+        positions_at: impl FnOnce(SystemTime) -> Result<BTreeMap<i32, Position>, E>,
+    ) -> Result<ReplayFrom, E> {
+        Ok(match self {
+            ReplayTarget::Earliest => ReplayFrom::Earliest,
+            ReplayTarget::Position(position) => ReplayFrom::Position(position),
+            ReplayTarget::Time(at) => ReplayFrom::Positions(positions_at(at)?),
+        })
+    }
+}
+
 /// Per partition of `topic`, where a replay to the time `at` starts: the first message written
 /// at or after it; partitions with nothing that recent are left out. Asks the broker: Kafka's
 /// time index, or an `AT_TIMESTAMP` iterator per Kinesis shard. Blocking.
@@ -164,4 +217,29 @@ pub fn replay(
         );
         Ok(plan)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_is_earliest_a_position_or_a_time_and_anything_else_is_named_in_the_error() {
+        assert_eq!(
+            "earliest".parse::<ReplayTarget>().unwrap(),
+            ReplayTarget::Earliest
+        );
+        assert_eq!(
+            " 42 ".parse::<ReplayTarget>().unwrap(),
+            ReplayTarget::Position(Position::offset(42))
+        );
+        let at = "2026-12-01T09:30:00Z".parse::<ReplayTarget>().unwrap();
+        let expected = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_117_400);
+        assert_eq!(at, ReplayTarget::Time(expected));
+        let error = "yesterday".parse::<ReplayTarget>().unwrap_err().to_string();
+        assert!(
+            error.starts_with("yesterday: expected `earliest`"),
+            "{error}"
+        );
+    }
 }

@@ -108,32 +108,36 @@ pub(crate) fn claim(
 
 #[derive(QueryableByName)]
 struct Generation {
+    #[diesel(sql_type = Text)]
+    topic: String,
+    #[diesel(sql_type = Integer)]
+    partition: i32,
     #[diesel(sql_type = Integer)]
     replay_generation: i32,
 }
 
-/// The replay generations of `partitions` of `group` (those with a stored position).
+/// The replay generation of every partition `group` has a stored position for, in one query
+/// (the intake asks every second).
 pub(crate) fn replay_generations(
     conn: &mut PgConnection,
     group: &str,
-    partitions: &[PartitionId],
 ) -> diesel::QueryResult<Vec<(PartitionId, i32)>> {
-    let mut found = Vec::with_capacity(partitions.len());
-    for partition in partitions {
-        let row: Option<Generation> = diesel::sql_query(
-            "SELECT replay_generation FROM procon_consumer_offsets \
-             WHERE group_id = $1 AND topic = $2 AND partition = $3",
-        )
-        .bind::<Text, _>(group)
-        .bind::<Text, _>(&partition.topic)
-        .bind::<Integer, _>(partition.partition)
-        .get_result(conn)
-        .optional()?;
-        if let Some(row) = row {
-            found.push((partition.clone(), row.replay_generation));
-        }
-    }
-    Ok(found)
+    let rows: Vec<Generation> = diesel::sql_query(
+        "SELECT topic, partition, replay_generation FROM procon_consumer_offsets \
+         WHERE group_id = $1",
+    )
+    .bind::<Text, _>(group)
+    .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let partition = PartitionId {
+                topic: row.topic,
+                partition: row.partition,
+            };
+            (partition, row.replay_generation)
+        })
+        .collect())
 }
 
 #[derive(QueryableByName)]

@@ -228,6 +228,53 @@ pub async fn wait_active(
     }
 }
 
+/// Every shard of `stream`, open and closed (all `ListShards` pages).
+pub(crate) async fn list_shards(
+    client: &Client,
+    stream: &str,
+) -> Result<Vec<aws_sdk_kinesis::types::Shard>, KinesisError> {
+    let mut shards = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let request = match &token {
+            Some(token) => client.list_shards().next_token(token),
+            None => client.list_shards().stream_name(stream),
+        };
+        let page = request
+            .send()
+            .await
+            .map_err(|error| KinesisError::from_sdk("ListShards", &error))?;
+        shards.extend_from_slice(page.shards());
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok(shards);
+        }
+    }
+}
+
+/// An iterator of `shard` of the given kind, from `sequence` or `timestamp` when the kind
+/// takes one (`None`: Kinesis gave none, the shard has nothing to read).
+pub(crate) async fn shard_iterator(
+    client: &Client,
+    stream: &str,
+    shard: &str,
+    kind: aws_sdk_kinesis::types::ShardIteratorType,
+    sequence: Option<String>,
+    timestamp: Option<aws_sdk_kinesis::primitives::DateTime>,
+) -> Result<Option<String>, KinesisError> {
+    let opened = client
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard)
+        .shard_iterator_type(kind)
+        .set_starting_sequence_number(sequence)
+        .set_timestamp(timestamp)
+        .send()
+        .await
+        .map_err(|error| KinesisError::from_sdk("GetShardIterator", &error))?;
+    Ok(opened.shard_iterator().map(str::to_owned))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

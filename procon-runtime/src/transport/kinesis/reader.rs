@@ -12,7 +12,7 @@ use aws_sdk_kinesis::primitives::DateTime;
 use aws_sdk_kinesis::types::ShardIteratorType;
 
 use super::source::{message, partition_number, position_of};
-use super::{client, Client, KinesisError};
+use super::{client, shard_iterator, Client, KinesisError};
 use crate::config::Config;
 use crate::transport::{Message, PartitionId, Position};
 
@@ -41,13 +41,8 @@ pub fn read_stream(
                 topic: stream.to_owned(),
                 partition: number,
             };
-            let opened = open(
-                &client,
-                stream,
-                &shard,
-                ShardIteratorType::TrimHorizon,
-                None,
-            );
+            let kind = ShardIteratorType::TrimHorizon;
+            let opened = shard_iterator(&client, stream, &shard, kind, None, None);
             let mut iterator = opened.await?;
             while let Some(current) = iterator {
                 if Instant::now() >= deadline {
@@ -101,13 +96,9 @@ pub fn positions_at(
             let Some(number) = partition_number(&shard) else {
                 continue;
             };
-            let opened = open(
-                &client,
-                stream,
-                &shard,
-                ShardIteratorType::AtTimestamp,
-                Some(DateTime::from(at)),
-            );
+            let kind = ShardIteratorType::AtTimestamp;
+            let at = Some(DateTime::from(at));
+            let opened = shard_iterator(&client, stream, &shard, kind, None, at);
             let mut iterator = opened.await?;
             while let Some(current) = iterator {
                 if Instant::now() >= deadline {
@@ -144,44 +135,13 @@ pub fn positions_at(
 
 /// Every shard of `stream`, open and closed, in id order.
 async fn shard_ids(client: &Client, stream: &str) -> Result<Vec<String>, KinesisError> {
-    let mut shards = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let request = match &token {
-            Some(token) => client.list_shards().next_token(token),
-            None => client.list_shards().stream_name(stream),
-        };
-        let page = request
-            .send()
-            .await
-            .map_err(|error| KinesisError::from_sdk("ListShards", &error))?;
-        shards.extend(page.shards().iter().map(|s| s.shard_id().to_owned()));
-        token = page.next_token().map(str::to_owned);
-        if token.is_none() {
-            shards.sort();
-            return Ok(shards);
-        }
-    }
-}
-
-/// An iterator of `shard` of the given type (`None`: the shard has nothing to read).
-async fn open(
-    client: &Client,
-    stream: &str,
-    shard: &str,
-    kind: ShardIteratorType,
-    timestamp: Option<DateTime>,
-) -> Result<Option<String>, KinesisError> {
-    let opened = client
-        .get_shard_iterator()
-        .stream_name(stream)
-        .shard_id(shard)
-        .shard_iterator_type(kind)
-        .set_timestamp(timestamp)
-        .send()
-        .await
-        .map_err(|error| KinesisError::from_sdk("GetShardIterator", &error))?;
-    Ok(opened.shard_iterator().map(str::to_owned))
+    let mut ids: Vec<String> = super::list_shards(client, stream)
+        .await?
+        .iter()
+        .map(|shard| shard.shard_id().to_owned())
+        .collect();
+    ids.sort();
+    Ok(ids)
 }
 
 /// Runs `work` to completion: on the current runtime from one of its blocking threads, or on a

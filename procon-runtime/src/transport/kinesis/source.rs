@@ -365,33 +365,19 @@ impl KinesisSource {
         let client = self.client.clone();
         let stream = stream.to_owned();
         self.runtime.block_on(async move {
-            let mut shards = Vec::new();
-            let mut token: Option<String> = None;
-            loop {
-                let request = match &token {
-                    Some(token) => client.list_shards().next_token(token),
-                    None => client.list_shards().stream_name(&stream),
-                };
-                let page = request
-                    .send()
-                    .await
-                    .map_err(|error| KinesisError::from_sdk("ListShards", &error))?;
-                shards.extend(page.shards().iter().map(|s| {
-                    ShardInfo {
-                        id: s.shard_id().to_owned(),
-                        parents: s
-                            .parent_shard_id()
-                            .into_iter()
-                            .chain(s.adjacent_parent_shard_id())
-                            .map(str::to_owned)
-                            .collect(),
-                    }
-                }));
-                token = page.next_token().map(str::to_owned);
-                if token.is_none() {
-                    return Ok(shards);
-                }
-            }
+            Ok(super::list_shards(&client, &stream)
+                .await?
+                .iter()
+                .map(|s| ShardInfo {
+                    id: s.shard_id().to_owned(),
+                    parents: s
+                        .parent_shard_id()
+                        .into_iter()
+                        .chain(s.adjacent_parent_shard_id())
+                        .map(str::to_owned)
+                        .collect(),
+                })
+                .collect())
         })
     }
 
@@ -539,17 +525,8 @@ async fn read_shard(
         Some(iterator) => iterator,
         None => {
             let (kind, sequence) = iterator_start(start);
-            let opened = client
-                .get_shard_iterator()
-                .stream_name(&stream)
-                .shard_id(&shard)
-                .shard_iterator_type(kind)
-                .set_starting_sequence_number(sequence)
-                .send()
-                .await
-                .map_err(|error| KinesisError::from_sdk("GetShardIterator", &error))?;
-            match opened.shard_iterator() {
-                Some(iterator) => iterator.to_owned(),
+            match super::shard_iterator(&client, &stream, &shard, kind, sequence, None).await? {
+                Some(iterator) => iterator,
                 None => {
                     return Ok(Page {
                         records: Vec::new(),
