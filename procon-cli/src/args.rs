@@ -75,6 +75,25 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// The Avro schemas of this program's `format = "avro"` models: list them, register them,
+    /// or check them against the registry (exit code 1 on a breaking change). Run it from your
+    /// service's own binary (`fn main() { procon_cli::main() }`), which links the models.
+    Schemas {
+        /// The registry's URL; defaults to PROCON_SCHEMA_REGISTRY_URL.
+        #[arg(long, env = "PROCON_SCHEMA_REGISTRY_URL", hide_env_values = true)]
+        registry: Option<String>,
+        /// Publish topic TOPIC (as models name it) to PHYSICAL, as the relay does (subjects
+        /// are named after physical topics); repeatable. Defaults to PROCON_RELAY_TOPICS.
+        #[arg(
+            long = "topic",
+            value_name = "TOPIC=PHYSICAL",
+            env = "PROCON_RELAY_TOPICS",
+            value_delimiter = ','
+        )]
+        topics: Vec<String>,
+        #[command(subcommand)]
+        action: SchemasAction,
+    },
     /// Apply a topic's events again (a reinit): the group's stored positions move back and
     /// each event is applied once more. Running consumers of the group follow within a second;
     /// stopped ones start from there.
@@ -133,6 +152,17 @@ pub(crate) enum Command {
         #[arg(long)]
         lane: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SchemasAction {
+    /// Each model's entity, subject, record name and (with a registry) its id there.
+    List,
+    /// Register each schema (a new subject gets the configured compatibility level).
+    Register,
+    /// Check each schema against its subject's versions at PROCON_SCHEMA_REGISTRY_COMPATIBILITY
+    /// (default BACKWARD); registers nothing.
+    Check,
 }
 
 #[derive(Subcommand)]

@@ -13,6 +13,8 @@
 //!   partition (every stopped key of it, or one lane);
 //! - `procon dlq --topic T.dlq list|show <p>:<pos>|redrive (--all | <p>:<pos>...)`: read a
 //!   dead-letter topic (Kafka, or Kinesis) and send letters back to the topic they failed on;
+//! - `procon schemas list|register|check`: the Avro schemas of this program's models, against
+//!   the schema registry (run from a service's own binary, which links its models);
 //! - `procon replay --group G --topic T --to earliest|<timestamp>|<position> [--dry-run]
 //!   [--no-publish]`: apply a topic's events again (KaufmannEx's reinit).
 //!
@@ -32,6 +34,7 @@ mod consumers;
 mod dlq;
 mod outbox;
 mod output;
+mod schemas;
 mod setup;
 
 use args::{Cli, Command};
@@ -106,5 +109,10 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             brokers,
             action,
         } => dlq::run(json, &topic, brokers, action),
+        Command::Schemas {
+            registry,
+            topics,
+            action,
+        } => schemas::run(json, registry, topics, action),
     }
 }

@@ -16,6 +16,7 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+pub mod avro;
 pub mod backoff;
 pub mod config;
 pub mod consumer;

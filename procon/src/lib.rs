@@ -15,6 +15,8 @@ pub use procon_derive::event_handler;
 pub use procon_derive::Materialize;
 #[doc(inline)]
 pub use procon_derive::Outbox;
+pub use procon_runtime::avro;
+pub use procon_runtime::config::SchemaRegistryConfig;
 pub use procon_runtime::consumer::{
     dead_letters, dead_letters_with_progress, redrive, replay, replay_positions_at, resume_lane,
     resume_partition, stopped_partitions, DeadLetter, FailedEvent, RedriveError, ReplayError,
@@ -59,6 +61,13 @@ pub mod prelude {
 /// What the macros expand to. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
+    /// What `format = "avro"` models need.
+    pub mod avro {
+        pub use procon_runtime::avro::apache_avro::schema::derive::AvroSchemaComponent;
+        pub use procon_runtime::avro::{
+            payload_record, AvroModel, AvroRegistration, AvroSchemaError,
+        };
+    }
     pub use core::iter::Extend;
     pub use core::result::Result;
     pub use core::time::Duration;

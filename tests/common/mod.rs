@@ -2,6 +2,7 @@
 //! collector that reads what the broker holds, and a TCP proxy to cut the broker off.
 #![allow(dead_code)]
 
+pub mod avro_model;
 pub mod broker;
 pub mod db;
 pub mod http;
@@ -11,6 +12,7 @@ pub mod ledger;
 pub mod model;
 pub mod process;
 pub mod proxy;
+pub mod registry;
 
 use std::time::{Duration, Instant};
 

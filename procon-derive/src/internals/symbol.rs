@@ -27,6 +27,12 @@ pub(crate) const RENAME: Symbol = Symbol("rename");
 pub(crate) const REALTIME: Symbol = Symbol("realtime");
 /// Container key: the realtime throttle window in milliseconds.
 pub(crate) const RT_THRESHOLD: Symbol = Symbol("rt_threshold");
+/// Container key: the wire format of the events (`json` or `avro`).
+pub(crate) const FORMAT: Symbol = Symbol("format");
+/// Container key: the Avro name of the payload record (default: the struct's name).
+pub(crate) const AVRO_NAME: Symbol = Symbol("avro_name");
+/// Container key: the Avro namespace of the event's records.
+pub(crate) const AVRO_NAMESPACE: Symbol = Symbol("avro_namespace");
 /// `Materialize` container key: the local column(s) identifying a record.
 pub(crate) const MASTER_KEY: Symbol = Symbol("master_key");
 /// `Materialize` container key: the Diesel table module.

@@ -22,6 +22,16 @@ pub(super) struct Model<'a> {
     pub(super) realtime: Vec<Path>,
     /// The throttle window (ms) given to built notifications that set none.
     pub(super) rt_threshold: Option<u32>,
+    /// Set when the events are published as Avro (`format = "avro"`).
+    pub(super) avro: Option<Avro>,
+}
+
+/// How an Avro model names its records.
+pub(super) struct Avro {
+    /// `avro_namespace = "..."`, if written.
+    pub(super) namespace: Option<String>,
+    /// The payload record's name: `avro_name = "..."` or the struct's name.
+    pub(super) name: String,
 }
 
 /// A field of the struct, as the generated code accesses it.

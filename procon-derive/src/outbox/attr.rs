@@ -15,12 +15,22 @@ use crate::internals::meta::{
     ungroup, Level,
 };
 use crate::internals::symbol::{
-    Symbol, ENTITY, KEY, PROCON, REALTIME, RENAME, RT_THRESHOLD, SKIP, TOPIC,
+    Symbol, AVRO_NAME, AVRO_NAMESPACE, ENTITY, FORMAT, KEY, PROCON, REALTIME, RENAME, RT_THRESHOLD,
+    SKIP, TOPIC,
 };
 use crate::internals::Ctxt;
 
 /// The keys of the struct-level attribute.
-const CONTAINER_KEYS: &[Symbol] = &[TOPIC, ENTITY, KEY, REALTIME, RT_THRESHOLD];
+const CONTAINER_KEYS: &[Symbol] = &[
+    TOPIC,
+    ENTITY,
+    KEY,
+    REALTIME,
+    RT_THRESHOLD,
+    FORMAT,
+    AVRO_NAME,
+    AVRO_NAMESPACE,
+];
 /// The keys of the field-level attribute.
 const FIELD_KEYS: &[Symbol] = &[SKIP, RENAME];
 
@@ -54,6 +64,12 @@ pub(super) struct Container {
     pub(super) realtime_invalid: bool,
     /// `rt_threshold = 500` (milliseconds).
     pub(super) rt_threshold: Setting<(syn::LitInt, u32)>,
+    /// `format = "avro"`.
+    pub(super) format: Setting<LitStr>,
+    /// `avro_namespace = "com.acme"`.
+    pub(super) avro_namespace: Setting<LitStr>,
+    /// `avro_name = "Account"`.
+    pub(super) avro_name: Setting<LitStr>,
 }
 
 /// One named field and the keys of its `#[procon(...)]` attributes.
@@ -91,6 +107,9 @@ impl Container {
         let mut realtime = Vec::new();
         let mut realtime_invalid = false;
         let mut rt_threshold = Attr::none(cx, PROCON, RT_THRESHOLD);
+        let mut format = Attr::none(cx, PROCON, FORMAT);
+        let mut avro_namespace = Attr::none(cx, PROCON, AVRO_NAMESPACE);
+        let mut avro_name = Attr::none(cx, PROCON, AVRO_NAME);
         let mut misspelled = Vec::new();
         let read_all = for_each_key(cx, attrs, CONTAINER_HELP, |meta| {
             if meta.path == TOPIC {
@@ -110,6 +129,15 @@ impl Container {
             } else if meta.path == RT_THRESHOLD {
                 let value = millis_value(cx, meta)?;
                 rt_threshold.set(&meta.path, value);
+            } else if meta.path == FORMAT {
+                let value = string_value(cx, meta, PROCON, FORMAT, "avro")?;
+                format.set(&meta.path, value);
+            } else if meta.path == AVRO_NAME {
+                let value = string_value(cx, meta, PROCON, AVRO_NAME, "Account")?;
+                avro_name.set(&meta.path, value);
+            } else if meta.path == AVRO_NAMESPACE {
+                let value = string_value(cx, meta, PROCON, AVRO_NAMESPACE, "com.example")?;
+                avro_namespace.set(&meta.path, value);
             } else {
                 misspelled.extend(misplaced_or_unknown(
                     cx,
@@ -136,6 +164,15 @@ impl Container {
             rt_threshold: rt_threshold
                 .get()
                 .or_invalid_if(!read_all || misspelled.contains(&RT_THRESHOLD)),
+            format: format
+                .get()
+                .or_invalid_if(!read_all || misspelled.contains(&FORMAT)),
+            avro_namespace: avro_namespace
+                .get()
+                .or_invalid_if(!read_all || misspelled.contains(&AVRO_NAMESPACE)),
+            avro_name: avro_name
+                .get()
+                .or_invalid_if(!read_all || misspelled.contains(&AVRO_NAME)),
         }
     }
 }

@@ -10,7 +10,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::Ident;
 
-use super::ast::{Member, Model, PayloadField};
+use super::ast::{Avro, Member, Model, PayloadField};
 
 /// The `impl Outbox` for `model`, in an anonymous `const` so it adds no name to the user's
 /// module.
@@ -24,8 +24,22 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
         payload,
         realtime,
         rt_threshold,
+        avro,
     } = model;
     let realtime = realtime_fn(realtime, *rt_threshold);
+    let avro_fn = avro.as_ref().map(|avro| avro_fn(avro, payload));
+    let avro_registration = avro.as_ref().map(|_| {
+        quote! {
+            // `procon schemas` lists, registers and checks the schema.
+            ::procon::__private::inventory::submit! {
+                ::procon::__private::avro::AvroRegistration {
+                    entity: #entity,
+                    topic: #topic,
+                    model: <#ident as ::procon::__private::Outbox>::avro_model,
+                }
+            }
+        }
+    });
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     // The trait paths and the borrowed value carry the field type's span, so a missing
     // `Display` or `Serialize` impl is reported at the field's type rather than at
@@ -82,13 +96,55 @@ pub(super) fn expand(model: &Model<'_>) -> TokenStream {
                 }
 
                 #realtime
+
+                #avro_fn
             }
 
             // The relay knows the topic as declared (see `relay.undeclared_topics`).
             ::procon::__private::inventory::submit! {
                 ::procon::__private::DeclaredTopic::new(#topic)
             }
+
+            #avro_registration
         };
+    }
+}
+
+/// `Outbox::avro_model`: the payload record built from each payload field's type (its
+/// `AvroSchemaComponent`), under the payload names, in one naming context.
+fn avro_fn(avro: &Avro, payload: &[PayloadField<'_>]) -> TokenStream {
+    let record = &avro.name;
+    let namespace = match &avro.namespace {
+        Some(namespace) => quote!(::core::option::Option::Some(#namespace)),
+        None => quote!(::core::option::Option::None),
+    };
+    let fields = payload.iter().map(|field| {
+        let PayloadField {
+            name,
+            member: Member { ty, .. },
+        } = field;
+        // The trait path carries the field type's span: a type with no Avro schema is
+        // reported at the field.
+        let component = quote_spanned!(ty.span()=> ::procon::__private::avro::AvroSchemaComponent);
+        quote! {
+            (#name, <#ty as #component>::get_schema_in_ctxt(__procon_names, __procon_namespace))
+        }
+    });
+    quote! {
+        fn avro_model() -> ::core::option::Option<
+            ::procon::__private::Result<
+                &'static ::procon::__private::avro::AvroModel,
+                ::procon::__private::avro::AvroSchemaError,
+            >,
+        > {
+            ::core::option::Option::Some(::procon::__private::avro::AvroModel::of::<Self>(|| {
+                ::procon::__private::avro::payload_record(
+                    #record,
+                    #namespace,
+                    |__procon_names, __procon_namespace| ::procon::__private::Vec::from([#(#fields),*]),
+                )
+            }))
+        }
     }
 }
 

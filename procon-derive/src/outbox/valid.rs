@@ -5,7 +5,7 @@ use quote::{quote, ToTokens};
 use syn::ext::IdentExt;
 use syn::{Data, DeriveInput, Ident, LitStr};
 
-use super::ast::{Member, Model, PayloadField};
+use super::ast::{Avro, Member, Model, PayloadField};
 use super::attr;
 use crate::internals::attr::Setting;
 use crate::internals::case::snake_case;
@@ -49,6 +49,13 @@ pub(super) fn check<'a>(
         Setting::Invalid => None,
         Setting::Missing => Some(None),
     };
+    let avro = avro(
+        cx,
+        input,
+        container.format,
+        (container.avro_namespace, container.avro_name),
+        payload.as_deref(),
+    );
     Some(Model {
         ident: &input.ident,
         generics: &input.generics,
@@ -58,7 +65,123 @@ pub(super) fn check<'a>(
         payload: payload?,
         realtime: container.realtime,
         rt_threshold: rt_threshold?,
+        avro: avro?,
     })
+}
+
+/// `format = "json" | "avro"` and `avro_namespace`: an Avro model's namespace and payload
+/// names must be Avro names, and it cannot be generic (its schema is one per type).
+fn avro(
+    cx: &Ctxt,
+    input: &DeriveInput,
+    format: Setting<LitStr>,
+    (namespace, name): (Setting<LitStr>, Setting<LitStr>),
+    payload: Option<&[PayloadField<'_>]>,
+) -> Option<Option<Avro>> {
+    let avro = match &format {
+        Setting::Valid(lit) => match lit.value().as_str() {
+            "avro" => true,
+            "json" => false,
+            other => {
+                cx.error_spanned_by(
+                    lit,
+                    format!(
+                        "unknown format `{other}` in `procon(format)`; expected `json` or `avro`"
+                    ),
+                );
+                return None;
+            }
+        },
+        Setting::Invalid => return None,
+        Setting::Missing => false,
+    };
+    let namespace = match namespace {
+        Setting::Valid(lit) if !avro => {
+            cx.error_spanned_by(
+                &lit,
+                "`procon(avro_namespace)` has no effect without `format = \"avro\"`; \
+                 help: add `#[procon(format = \"avro\")]` or remove it",
+            );
+            return None;
+        }
+        Setting::Valid(lit) => {
+            let value = lit.value();
+            if !value.split('.').all(is_avro_name) {
+                cx.error_spanned_by(
+                    &lit,
+                    format!(
+                        "`{value}` is not an Avro namespace: dot-separated names of letters, \
+                         digits and `_`, each starting with a letter or `_`"
+                    ),
+                );
+                return None;
+            }
+            Some(value)
+        }
+        Setting::Invalid => return None,
+        Setting::Missing => None,
+    };
+    let name = match name {
+        Setting::Valid(lit) if !avro => {
+            cx.error_spanned_by(
+                &lit,
+                "`procon(avro_name)` has no effect without `format = \"avro\"`; \
+                 help: add `#[procon(format = \"avro\")]` or remove it",
+            );
+            return None;
+        }
+        Setting::Valid(lit) => {
+            let value = lit.value();
+            if !is_avro_name(&value) {
+                cx.error_spanned_by(
+                    &lit,
+                    format!(
+                        "`{value}` is not an Avro name: letters, digits and `_`, starting with \
+                         a letter or `_`"
+                    ),
+                );
+                return None;
+            }
+            value
+        }
+        Setting::Invalid => return None,
+        Setting::Missing => input.ident.unraw().to_string(),
+    };
+    if !avro {
+        return Some(None);
+    }
+    if !input.generics.params.is_empty() {
+        cx.error_spanned_by(
+            &input.generics,
+            "`format = \"avro\"` cannot be used on a generic struct: its Avro schema is one \
+             per type; help: derive it on a concrete struct",
+        );
+        return None;
+    }
+    let mut ok = true;
+    for field in payload.unwrap_or_default() {
+        if !is_avro_name(&field.name) {
+            cx.error_spanned_by(
+                field.member.ident,
+                format!(
+                    "payload field `{}` is not an Avro name (letters, digits and `_`, starting \
+                     with a letter or `_`); help: give it one with `#[procon(rename = \"...\")]`",
+                    field.name
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(Some(Avro { namespace, name }))
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`, Avro's rule for names.
+fn is_avro_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Reports an input that is not a struct with named fields, at `enum Name`, `struct Name`...

@@ -12,9 +12,11 @@ use std::time::Duration;
 use crate::backoff::BackoffConfig;
 
 mod admin;
+mod registry;
 mod transport;
 
 pub use admin::AdminConfig;
+pub use registry::SchemaRegistryConfig;
 pub use transport::{KinesisConfig, Transport};
 
 /// Everything the runtime needs: where the database and the brokers are, and how the relay runs.
@@ -43,6 +45,8 @@ pub struct Config {
     pub consumer: ConsumerConfig,
     /// The admin server (metrics, health).
     pub admin: AdminConfig,
+    /// The schema registry (Avro events).
+    pub schema_registry: SchemaRegistryConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -69,6 +73,7 @@ impl std::fmt::Debug for Config {
                 },
             )
             .field("admin", &self.admin)
+            .field("schema_registry", &self.schema_registry)
             .finish()
     }
 }
@@ -451,6 +456,7 @@ impl Config {
             relay: RelayConfig::default(),
             consumer: ConsumerConfig::default(),
             admin: AdminConfig::default(),
+            schema_registry: SchemaRegistryConfig::default(),
         }
     }
 
@@ -484,6 +490,11 @@ impl Config {
     /// | `PROCON_ADMIN_ENABLED` | run the admin server, default `false` |
     /// | `PROCON_ADMIN_BIND` | its address, default `127.0.0.1:9464` |
     /// | `PROCON_ADMIN_TOKEN` | token of its state-changing actions (16+ characters) |
+    /// | `PROCON_SCHEMA_REGISTRY_URL` | schema registry for Avro events, e.g. `http://sr:8081` |
+    /// | `PROCON_SCHEMA_REGISTRY_SUBJECT_STRATEGY` | `topic_name` (default), `record_name`, `topic_record_name` |
+    /// | `PROCON_SCHEMA_REGISTRY_COMPATIBILITY` | level `procon schemas` checks, default `BACKWARD` |
+    /// | `PROCON_SCHEMA_REGISTRY_AUTO_REGISTER` | the relay registers new schemas, default `true` |
+    /// | `PROCON_SCHEMA_REGISTRY_TIMEOUT_MS` | bound of each registry call, default 5000 |
     /// | `PROCON_SERVICE_NAME` | service name, default `procon` |
     /// | `PROCON_RELAY_ENABLED` | `true` / `false`, default `true` |
     /// | `PROCON_RELAY_BATCH_SIZE` | rows per round, default 5000 |
@@ -548,6 +559,7 @@ impl Config {
         config.transport = transport;
         config.kinesis = kinesis;
         config.admin = admin::from_vars(&vars)?;
+        config.schema_registry = registry::from_vars(&vars)?;
         if let Some(name) = vars.get("PROCON_SERVICE_NAME") {
             config.service_name = name.clone();
         }
@@ -733,6 +745,7 @@ impl Config {
             Transport::Kinesis => transport::validate(&self.kinesis)?,
         }
         admin::validate(&self.admin)?;
+        registry::validate(&self.schema_registry)?;
         if self.service_name.trim().is_empty() {
             return Err(invalid(
                 "service_name",

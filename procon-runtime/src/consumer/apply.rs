@@ -172,6 +172,13 @@ pub(crate) enum ApplyError {
         coordinates: Coordinates,
         reason: String,
     },
+    /// The message is Avro and cannot be decoded (an unknown schema id, a datum that does not
+    /// match its schema).
+    #[error("{coordinates}: cannot decode the message: {reason}")]
+    Undecodable {
+        coordinates: Coordinates,
+        reason: String,
+    },
     /// Decoding or the handler failed.
     #[error("{coordinates} event `{event}`: {source}")]
     Dispatch {
@@ -565,6 +572,7 @@ impl ApplyError {
         match self {
             ApplyError::Dispatch { event, .. } | ApplyError::Unknown { event, .. } => Some(event),
             ApplyError::Unidentified { .. }
+            | ApplyError::Undecodable { .. }
             | ApplyError::Database { .. }
             | ApplyError::Fenced { .. } => None,
         }

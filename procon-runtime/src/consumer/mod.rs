@@ -35,6 +35,7 @@
 mod apply;
 mod batch;
 mod dead_letters;
+mod decode;
 mod exhausted;
 mod handler;
 mod housekeeping;
@@ -109,13 +110,16 @@ pub(crate) fn prepare(
     // A connection per processor, one for the intake (watermarks, claims) and one for
     // housekeeping.
     let pool = crate::db::pool(&config.database_url, config.consumer.concurrency + 2);
-    let pipeline = Arc::new(Pipeline::new(
-        config.service_name.clone(),
-        registry,
-        config.consumer.clone(),
-        pool,
-        Status::default(),
-    ));
+    let pipeline = Arc::new(
+        Pipeline::new(
+            config.service_name.clone(),
+            registry,
+            config.consumer.clone(),
+            pool,
+            Status::default(),
+        )
+        .with_avro(decode::AvroDecoder::new(&config.schema_registry)),
+    );
     let ownership = Arc::new(PipelineOwnership(pipeline.clone()));
     let source: Box<dyn Source> = match config.transport {
         Transport::Kafka => Box::new(KafkaSource::subscribe(config, &topics, ownership)?),

@@ -154,6 +154,8 @@ pub(crate) struct Pipeline {
     pub(crate) config: ConsumerConfig,
     pub(crate) pool: DbPool,
     pub(crate) status: Status,
+    /// Decodes Avro messages (see `decode`).
+    pub(crate) avro: super::decode::AvroDecoder,
     board: Mutex<Board>,
     /// Signalled when work may be available (processors wait on it).
     work: Condvar,
@@ -183,10 +185,17 @@ impl Pipeline {
             config,
             pool,
             status,
+            avro: super::decode::AvroDecoder::default(),
             board: Mutex::new(Board::default()),
             work: Condvar::new(),
             reported: Condvar::new(),
         }
+    }
+
+    /// The pipeline with `avro` decoding its Avro messages.
+    pub(crate) fn with_avro(mut self, avro: super::decode::AvroDecoder) -> Self {
+        self.avro = avro;
+        self
     }
 
     /// Who applies a unit of `partition` under the claim `epoch`.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use super::apply::{
     apply_unit, identity, synthetic_event_id, Applied, ApplyError, Incoming, UnitFailed,
 };
+use super::decode::Undecodable;
 use super::exhausted::{settle, Failed, Settled};
 use super::handler::DispatchError;
 use super::pipeline::{Pipeline, Unit};
@@ -83,7 +84,40 @@ impl Processor<'_> {
         let pipeline = self.pipeline;
         let context = pipeline.unit_context(&unit.partition, unit.epoch, unit.replay);
         let messages: Vec<&Message> = unit.taken.lanes.iter().flat_map(|(_, ms)| ms).collect();
-        let incoming: Vec<Incoming<'_>> = messages.iter().map(|m| Incoming::of(m)).collect();
+        // Avro messages are read as the JSON envelope their datum decodes to.
+        let mut decoded = Vec::with_capacity(messages.len());
+        for (index, message) in messages.iter().enumerate() {
+            match pipeline.avro.decode(&message.payload) {
+                Ok(json) => decoded.push(json),
+                Err(Undecodable::Outage(error)) => {
+                    let delay = self.outage.next_delay();
+                    tracing::error!(%error, retry_in_ms = delay.as_millis() as u64, "cannot decode Avro messages while the schema registry is unavailable; they wait (not counted as a failure)");
+                    drop(messages);
+                    give_back(pipeline, unit, Some(Instant::now() + delay), false);
+                    return Keep::Connection;
+                }
+                Err(Undecodable::Invalid(reason)) => {
+                    let coordinates = Incoming::of(message).coordinates;
+                    drop(messages);
+                    let error = ApplyError::Undecodable {
+                        coordinates,
+                        reason,
+                    };
+                    return self.failed(unit, Some(index), error);
+                }
+            }
+        }
+        let incoming: Vec<Incoming<'_>> = messages
+            .iter()
+            .zip(&decoded)
+            .map(|(m, json)| {
+                let mut incoming = Incoming::of(m);
+                if let Some(json) = json {
+                    incoming.payload = json;
+                }
+                incoming
+            })
+            .collect();
         let started = Instant::now();
         let applied = apply_unit(self.conn, &context, &incoming, &unit.retried);
         crate::metrics::unit_applied(&unit.partition.topic, started.elapsed());

@@ -8,7 +8,7 @@
 //! events and one for their realtime notifications, whatever their number.
 
 use diesel::pg::PgConnection;
-use diesel::sql_types::{Array, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, Binary, Nullable, Text, Uuid as SqlUuid};
 use diesel::RunQueryDsl;
 use uuid::Uuid;
 
@@ -18,7 +18,7 @@ use crate::realtime;
 
 /// The batch statement. The `locks` CTE takes every distinct key's lock, in hash order, and
 /// is an aggregate, so it finishes before the `INSERT` receives its first row (and draws its
-/// first id); `ORDER BY n` draws ids in the order events were added.
+/// first id); `schemas` stores each Avro schema of the batch once; `ORDER BY n` draws ids in the order events were added.
 const INSERT_EVENTS: &str = concat!(
     "WITH locks AS MATERIALIZED ( \
          SELECT count(pg_advisory_xact_lock(h)) AS taken FROM ( \
@@ -26,11 +26,17 @@ const INSERT_EVENTS: &str = concat!(
              FROM unnest($2::text[], $3::text[]) AS keys(t, k) ORDER BY 1) AS ordered), \
      wake AS MATERIALIZED (SELECT ",
     super::wake_relay_sql!(),
-    ") \
-     INSERT INTO procon_outbox (event_id, topic, message_key, event_name, entity, payload, traceparent) \
-     SELECT e.event_id, e.topic, e.message_key, e.event_name, e.entity, e.payload::json, e.traceparent \
-     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
-          WITH ORDINALITY AS e(event_id, topic, message_key, event_name, entity, payload, traceparent, n), \
+    "), \
+     schemas AS (INSERT INTO procon_schemas (fingerprint, schema) \
+         SELECT * FROM unnest($10::text[], $11::text[]) ON CONFLICT DO NOTHING) \
+     INSERT INTO procon_outbox (event_id, topic, message_key, event_name, entity, payload, traceparent, \
+                                raw_payload, avro_schema) \
+     SELECT e.event_id, e.topic, e.message_key, e.event_name, e.entity, e.payload::json, e.traceparent, \
+            e.raw_payload, e.avro_schema \
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                 $8::bytea[], $9::text[]) \
+          WITH ORDINALITY AS e(event_id, topic, message_key, event_name, entity, payload, traceparent, \
+                               raw_payload, avro_schema, n), \
           locks, wake \
      WHERE current_setting('procon.publish', true) IS DISTINCT FROM 'off' \
      ORDER BY e.n"
@@ -95,6 +101,12 @@ impl OutboxBatch {
         ensure_transaction(conn, &label)?;
         let events = &self.events;
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+        // Each Avro schema of the batch once.
+        let schemas: std::collections::BTreeMap<&str, &str> = events
+            .iter()
+            .filter_map(|e| e.avro.as_ref())
+            .map(|a| (a.fingerprint.as_str(), a.schema))
+            .collect();
         diesel::sql_query(INSERT_EVENTS)
             .bind::<Array<SqlUuid>, _>(&ids)
             .bind::<Array<Text>, _>(events.iter().map(|e| e.topic.as_str()).collect::<Vec<_>>())
@@ -113,6 +125,20 @@ impl OutboxBatch {
                     .map(|e| e.traceparent.as_deref())
                     .collect::<Vec<_>>(),
             )
+            .bind::<Array<Nullable<Binary>>, _>(
+                events
+                    .iter()
+                    .map(|e| e.avro.as_ref().map(|a| a.datum.as_slice()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                events
+                    .iter()
+                    .map(|e| e.avro.as_ref().map(|a| a.fingerprint.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(schemas.keys().copied().collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(schemas.values().copied().collect::<Vec<_>>())
             .execute(conn)
             .map_err(|source| classify(label.clone(), source))?;
         let notifications: Vec<_> = self.events.into_iter().flat_map(|e| e.realtime).collect();

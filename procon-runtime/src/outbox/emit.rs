@@ -3,11 +3,12 @@
 use chrono::Utc;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::pg::PgConnection;
-use diesel::sql_types::{Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Binary, Nullable, Text, Uuid as SqlUuid};
 use diesel::RunQueryDsl;
 use uuid::Uuid;
 
 use super::model::{Outbox, Payload};
+use crate::avro::{encode_envelope, AvroCodecError, AvroSchemaError, EnvelopeHead};
 use crate::event::{EventKind, Metadata, SCHEMA_VERSION};
 use crate::realtime::{self, Change, RealtimeRecord};
 
@@ -21,6 +22,21 @@ pub const NOTIFY_CHANNEL: &str = "procon_outbox";
 const INSERT_EVENT: &str = concat!(
     "INSERT INTO procon_outbox (event_id, topic, message_key, event_name, entity, payload, traceparent) \
      SELECT $1, $2, $3, $4, $5, $6::json, $7 \
+     FROM (SELECT pg_advisory_xact_lock(hashtextextended($2 || '\u{1f}' || $3, 0)), ",
+    super::wake_relay_sql!(),
+    ") AS procon_guard \
+     WHERE current_setting('procon.publish', true) IS DISTINCT FROM 'off'"
+);
+
+/// [`INSERT_EVENT`] for an Avro event: the Avro datum goes to `raw_payload` (the JSON
+/// envelope stays in `payload` for operators), the row names its schema by fingerprint, and
+/// the schema text is stored once in `procon_schemas` by the same statement.
+const INSERT_AVRO_EVENT: &str = concat!(
+    "WITH procon_schema AS (INSERT INTO procon_schemas (fingerprint, schema) VALUES ($8, $9) \
+         ON CONFLICT DO NOTHING) \
+     INSERT INTO procon_outbox (event_id, topic, message_key, event_name, entity, payload, traceparent, \
+                                raw_payload, avro_schema) \
+     SELECT $1, $2, $3, $4, $5, $6::json, $7, $10, $8 \
      FROM (SELECT pg_advisory_xact_lock(hashtextextended($2 || '\u{1f}' || $3, 0)), ",
     super::wake_relay_sql!(),
     ") AS procon_guard \
@@ -50,6 +66,24 @@ pub enum EmitError {
         /// The serializer's error.
         #[source]
         source: serde_json::Error,
+    },
+    /// The model is declared Avro, but its schema could not be built.
+    #[error("`{event}` was not emitted: {source}")]
+    AvroSchema {
+        /// The event name.
+        event: String,
+        /// What Avro objected to.
+        #[source]
+        source: AvroSchemaError,
+    },
+    /// The event could not be encoded in its model's Avro schema.
+    #[error("`{event}` was not emitted: it cannot be encoded as Avro: {source}")]
+    AvroEncode {
+        /// The event name.
+        event: String,
+        /// Avro's explanation.
+        #[source]
+        source: AvroCodecError,
     },
     /// The outbox table does not exist in the connection's schema.
     #[error(
@@ -163,16 +197,26 @@ impl<'a, T: Outbox> OutboxEvent<'a, T> {
     pub fn emit(self, conn: &mut PgConnection) -> Result<Uuid, EmitError> {
         let event = self.prepare()?;
         ensure_transaction(conn, &event.event)?;
-        diesel::sql_query(INSERT_EVENT)
-            .bind::<SqlUuid, _>(event.event_id)
-            .bind::<Text, _>(&event.topic)
-            .bind::<Text, _>(&event.key)
-            .bind::<Text, _>(&event.event)
-            .bind::<Text, _>(event.entity)
-            .bind::<Text, _>(&event.payload)
-            .bind::<Nullable<Text>, _>(event.traceparent.as_deref())
-            .execute(conn)
-            .map_err(|source| classify(event.event.clone(), source))?;
+        let insert = diesel::sql_query(match event.avro {
+            Some(_) => INSERT_AVRO_EVENT,
+            None => INSERT_EVENT,
+        })
+        .bind::<SqlUuid, _>(event.event_id)
+        .bind::<Text, _>(&event.topic)
+        .bind::<Text, _>(&event.key)
+        .bind::<Text, _>(&event.event)
+        .bind::<Text, _>(event.entity)
+        .bind::<Text, _>(&event.payload)
+        .bind::<Nullable<Text>, _>(event.traceparent.as_deref());
+        let inserted = match &event.avro {
+            Some(avro) => insert
+                .bind::<Text, _>(&avro.fingerprint)
+                .bind::<Text, _>(avro.schema)
+                .bind::<Binary, _>(&avro.datum)
+                .execute(conn),
+            None => insert.execute(conn),
+        };
+        inserted.map_err(|source| classify(event.event.clone(), source))?;
         realtime::insert_all(conn, &event.realtime).map_err(|source| EmitError::Database {
             event: event.event,
             source,
@@ -204,6 +248,41 @@ impl<'a, T: Outbox> OutboxEvent<'a, T> {
             event: event.clone(),
             source,
         })?;
+        let avro = match T::avro_model() {
+            None => None,
+            Some(model) => {
+                let model = model.map_err(|source| EmitError::AvroSchema {
+                    event: event.clone(),
+                    source,
+                })?;
+                let head = EnvelopeHead {
+                    schema_version: SCHEMA_VERSION,
+                    event_id,
+                    event: &event,
+                    entity: T::ENTITY,
+                    kind: self.kind,
+                    key: &key,
+                    occurred_at: envelope.occurred_at,
+                    metadata: &self.metadata,
+                    traceparent: traceparent.as_deref(),
+                };
+                let datum = encode_envelope(
+                    model,
+                    &head,
+                    self.before.map(Payload),
+                    self.after.map(Payload),
+                )
+                .map_err(|source| EmitError::AvroEncode {
+                    event: event.clone(),
+                    source,
+                })?;
+                Some(AvroRow {
+                    fingerprint: model.fingerprint.clone(),
+                    schema: &model.text,
+                    datum,
+                })
+            }
+        };
         let change = Change::new(
             event_id,
             &event,
@@ -226,6 +305,7 @@ impl<'a, T: Outbox> OutboxEvent<'a, T> {
             payload,
             traceparent,
             realtime,
+            avro,
         })
     }
 }
@@ -242,6 +322,18 @@ pub(super) struct Prepared {
     pub(super) payload: String,
     pub(super) traceparent: Option<String>,
     pub(super) realtime: Vec<RealtimeRecord>,
+    /// The Avro form, for a model published as Avro.
+    pub(super) avro: Option<AvroRow>,
+}
+
+/// An event's Avro datum and the schema it is written in.
+pub(super) struct AvroRow {
+    /// The schema's fingerprint (`procon_schemas.fingerprint`).
+    pub(super) fingerprint: String,
+    /// The schema's text.
+    pub(super) schema: &'static str,
+    /// The envelope as an Avro datum, without the registry's framing.
+    pub(super) datum: Vec<u8>,
 }
 
 /// Refuses to write outside a transaction (an autocommitted event could outlive a failed

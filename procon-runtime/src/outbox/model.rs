@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use crate::avro::{AvroModel, AvroSchemaError};
 use crate::realtime::{Change, Realtime};
 
 /// A model whose changes are published as events through the transactional outbox.
@@ -45,6 +46,16 @@ pub trait Outbox {
 
     /// Writes the event payload (the `before` / `after` objects of the envelope).
     fn serialize_payload<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error>;
+
+    /// The Avro schemas of this model's events when it is published as Avro
+    /// (`#[procon(format = "avro")]` writes `Some(AvroModel::of::<Self>(...))`); `None`, the
+    /// default, publishes the JSON envelope. See [`crate::avro`].
+    fn avro_model() -> Option<Result<&'static AvroModel, AvroSchemaError>>
+    where
+        Self: Sized,
+    {
+        None
+    }
 
     /// Realtime notifications for a change of this entity, written to the outbox with the event
     /// (so they exist only if it commits). `#[procon(realtime = builder)]` fills this in from

@@ -87,9 +87,10 @@ pub fn retry_parked(conn: &mut PgConnection, id: i64) -> diesel::QueryResult<boo
         let moved = diesel::sql_query(
             "WITH back AS (DELETE FROM procon_outbox_parked WHERE id = $1 \
                  RETURNING id, event_id, topic, message_key, event_name, entity, payload, \
-                           created_at, traceparent, raw_payload, headers, raw_key) \
+                           created_at, traceparent, raw_payload, headers, raw_key, avro_schema) \
              INSERT INTO procon_outbox (id, event_id, topic, message_key, event_name, entity, \
-                                        payload, created_at, traceparent, raw_payload, headers, raw_key) \
+                                        payload, created_at, traceparent, raw_payload, headers, raw_key, \
+                                        avro_schema) \
              SELECT * FROM back",
         )
         .bind::<BigInt, _>(id)

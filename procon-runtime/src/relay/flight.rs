@@ -523,6 +523,7 @@ mod tests {
             headers: Vec::new(),
             txid: id,
             shard: 0,
+            avro_schema: None,
         }
     }
 

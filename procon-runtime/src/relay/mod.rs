@@ -34,6 +34,7 @@
 //!   Shutdown stops reading, waits for in-flight deliveries (bounded by `shutdown_timeout`) and
 //!   deletes what was delivered.
 
+mod avro;
 mod flight;
 mod lease;
 mod publisher;
@@ -203,6 +204,8 @@ impl Relay {
         shutdown: &mut watch::Receiver<bool>,
     ) -> SessionEnd {
         let relay = &self.config.relay;
+        // Per session: a reconnection asks the registry again (once per schema).
+        let framing = &mut avro::AvroFraming::new(&self.config.schema_registry);
         if let Err(error) = source.prepare_leases(relay.shards).await {
             return SessionEnd::Failed(error);
         }
@@ -251,7 +254,7 @@ impl Relay {
         let outbox = rounds::run(
             source,
             deleter,
-            &*self.producer,
+            (&*self.producer, framing),
             relay,
             wake,
             shutdown,

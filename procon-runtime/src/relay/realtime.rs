@@ -155,5 +155,6 @@ fn as_outbox_row(row: &RealtimeRow, config: &RelayConfig) -> OutboxRow {
         headers: Vec::new(),
         txid: 0,
         shard: 0,
+        avro_schema: None,
     }
 }

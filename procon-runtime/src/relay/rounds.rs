@@ -24,6 +24,7 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use tokio::sync::{watch, Notify};
 
+use super::avro::AvroFraming;
 use super::flight::{AfterFailure, FastMap, Flight, KeyId, Limits};
 use super::lease::Leases;
 use super::publisher::send_row;
@@ -69,11 +70,12 @@ pub(crate) struct Membership<'a> {
     pub(crate) held: &'a std::sync::atomic::AtomicUsize,
 }
 
-/// Runs until shutdown or a database failure.
+/// Runs until shutdown or a database failure, publishing through `framing` (Avro rows get
+/// their schema id) and `producer`.
 pub(crate) async fn run(
     source: &OutboxSource,
     deleter: OutboxSource,
-    producer: &dyn Publisher,
+    (producer, framing): (&dyn Publisher, &mut AvroFraming),
     config: &RelayConfig,
     wake: &Notify,
     shutdown: &mut watch::Receiver<bool>,
@@ -107,6 +109,7 @@ pub(crate) async fn run(
         last_errors: FastMap::default(),
         last_delete: Instant::now(),
         topics: TopicCheck::new(config, crate::outbox::declared_topics()),
+        framing,
     };
     // Read when there may be something new: at start, on a notification or a poll tick, after
     // a full read, when a backoff ended or budget freed up. An acknowledgement alone does not
@@ -255,6 +258,8 @@ struct Pump<'a> {
     last_errors: FastMap<i64, String>,
     last_delete: Instant,
     topics: TopicCheck,
+    /// Frames Avro rows with their schema's registry id.
+    framing: &'a mut AvroFraming,
 }
 
 impl Pump<'_> {
@@ -334,8 +339,16 @@ impl Pump<'_> {
                  hold such events back"
             );
         }
+        let mut row = row;
+        let physical_topic = self.config.physical_topic(&row.topic).to_owned();
+        let framed = self
+            .framing
+            .frame(&mut row, &physical_topic, self.source)
+            .await?;
         let delivery = if verdict == Verdict::Refuse {
             Err(TransportError::UndeclaredTopic(row.topic.clone()))
+        } else if let Err(error) = framed {
+            Err(error)
         } else {
             loop {
                 match send_row(self.producer, self.config, &row) {

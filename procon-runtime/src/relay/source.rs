@@ -30,6 +30,9 @@ pub(crate) struct OutboxRow {
     pub(crate) txid: i64,
     /// The row's shard (see `lease`).
     pub(crate) shard: i32,
+    /// The fingerprint of the Avro schema `payload` is a datum of (`procon_schemas`), for an
+    /// Avro event; the relay frames it with the registry's id.
+    pub(crate) avro_schema: Option<String>,
 }
 
 /// The newest pending realtime notification of one channel.
@@ -189,7 +192,7 @@ const FETCH_SQL: &str = concat!(
      next AS ( \
          SELECT o.* FROM span, LATERAL ( \
              SELECT id, event_id, topic, message_key, event_name, entity, payload, \
-                    raw_payload, traceparent, headers, raw_key, txid, ",
+                    raw_payload, traceparent, headers, raw_key, txid, avro_schema, ",
     shard_of!("o", "$4"),
     "::int AS shard \
              FROM procon_outbox o WHERE o.id = span.id OFFSET 0) AS o \
@@ -200,7 +203,7 @@ const FETCH_SQL: &str = concat!(
             next.id, next.event_id::text, next.topic, next.message_key, next.event_name, \
             next.entity, COALESCE(next.raw_payload, convert_to(next.payload::text, 'UTF8')), \
             next.traceparent, next.headers::text, next.raw_key, next.txid::text::bigint, \
-            next.shard \
+            next.shard, next.avro_schema \
      FROM below LEFT JOIN next ON true ORDER BY next.id"
 );
 
@@ -257,6 +260,7 @@ fn read_row(row: &tokio_postgres::Row) -> Result<OutboxRow, tokio_postgres::Erro
         raw_key: row.try_get(13)?,
         txid: row.try_get(14)?,
         shard: row.try_get(15)?,
+        avro_schema: row.try_get(16)?,
     })
 }
 
@@ -403,10 +407,10 @@ impl OutboxSource {
             .execute(
                 "WITH moved AS (DELETE FROM procon_outbox WHERE id = $1 \
                      RETURNING id, event_id, topic, message_key, event_name, entity, payload, \
-                               created_at, traceparent, raw_payload, headers, raw_key) \
+                               created_at, traceparent, raw_payload, headers, raw_key, avro_schema) \
                  INSERT INTO procon_outbox_parked (id, event_id, topic, message_key, event_name, \
                      entity, payload, created_at, traceparent, raw_payload, headers, raw_key, \
-                     error, attempts) \
+                     avro_schema, error, attempts) \
                  SELECT moved.*, $2, $3 FROM moved",
                 &[&id, &error, &attempts],
             )
@@ -622,6 +626,24 @@ impl OutboxSource {
     }
 
     /// Rows waiting, the age of the oldest one, and rows parked (for logs and metrics).
+    /// The text of the Avro schema stored under `fingerprint`, if any.
+    pub(crate) async fn schema_text(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<String>, SourceError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT schema FROM procon_schemas WHERE fingerprint = $1",
+                &[&fingerprint],
+            )
+            .await
+            .map_err(fail("read an Avro schema"))?;
+        row.map(|r| r.try_get(0))
+            .transpose()
+            .map_err(fail("read an Avro schema"))
+    }
+
     pub(crate) async fn backlog(&self) -> Result<(i64, Duration, i64), SourceError> {
         let row = self
             .client

@@ -46,7 +46,7 @@ pub fn migration_sql() -> &'static [(&'static str, &'static str)] {
     &MIGRATION_SQL
 }
 
-const MIGRATION_SQL: [(&str, &str); 10] = [
+const MIGRATION_SQL: [(&str, &str); 11] = [
     (
         "2026-11-23-000001_procon_outbox",
         include_str!("../../migrations/2026-11-23-000001_procon_outbox/up.sql"),
@@ -86,6 +86,10 @@ const MIGRATION_SQL: [(&str, &str); 10] = [
     (
         "2026-12-02-000010_procon_replay",
         include_str!("../../migrations/2026-12-02-000010_procon_replay/up.sql"),
+    ),
+    (
+        "2026-12-02-000011_procon_avro",
+        include_str!("../../migrations/2026-12-02-000011_procon_avro/up.sql"),
     ),
 ];
 

@@ -206,6 +206,17 @@ pub enum TransportError {
          (PROCON_RELAY_UNDECLARED_TOPICS)"
     )]
     UndeclaredTopic(String),
+    /// The schema registry could not give an Avro event's schema id (see
+    /// [`crate::avro::RegistryError::is_outage`] for which failures are retried).
+    #[error("schema registry: {0}")]
+    Registry(#[from] crate::avro::RegistryError),
+    /// The registry does not know an Avro event's schema and `schema_registry.auto_register`
+    /// is off: the event waits until the schema is registered (`procon schemas register`).
+    #[error("the Avro schema of this event is not registered under subject `{0}` and auto-registration is off; register it with `procon schemas register`")]
+    SchemaUnregistered(String),
+    /// An Avro event names a schema fingerprint `procon_schemas` does not hold.
+    #[error("the Avro schema {0} of this event is missing from procon_schemas")]
+    SchemaMissing(String),
     /// The delivery was cancelled before the broker answered (the client is closing).
     #[error("the delivery was cancelled before the broker answered")]
     Cancelled,
@@ -221,6 +232,9 @@ impl TransportError {
             TransportError::Kinesis(error) => error.is_rejection(),
             TransportError::UndeclaredTopic(_) => true,
             TransportError::Cancelled => false,
+            TransportError::Registry(error) => !error.is_outage(),
+            TransportError::SchemaUnregistered(_) => false,
+            TransportError::SchemaMissing(_) => true,
         }
     }
 }
