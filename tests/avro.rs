@@ -234,7 +234,7 @@ async fn a_registry_outage_delays_publishing_and_loses_nothing() {
 }
 
 fn procon_cli(args: &[&str], registry: &str, topic: &str) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-cli"))
+    std::process::Command::new(env!("CARGO_BIN_EXE_procon-test-schemas"))
         .args(["schemas", "--topic", &format!("{AVRO_TOPIC}={topic}")])
         .args(args)
         .env("PROCON_SCHEMA_REGISTRY_URL", registry)
