@@ -31,6 +31,9 @@
 //!    `GetRecords` (see `kinesis.rs`; `BENCH_ONLY=kinesis`
 //!    runs only it, and the full run ends with it).
 //!
+//! 10. Avro vs JSON: emit, relay and exactly-once consumer events/s, and message sizes (see
+//!     `avro.rs`; `BENCH_ONLY=avro` runs only it).
+//!
 //! Latencies leave out `BENCH_WARMUP_EVENTS` (default one second's worth) sent first on both
 //! paths, so both are measured warm.
 //!
@@ -38,7 +41,11 @@
 //! `PROCON_BENCH_BROKERS` (default 127.0.0.1:9092), `BENCH_ONLY=pipeline` (only 5. and 6.),
 //! `BENCH_ONLY=relay` (1. to 3., 7. and 8.).
 
+mod avro;
 mod kinesis;
+#[allow(dead_code)]
+#[path = "../tests/common/registry.rs"]
+mod registry;
 
 use std::time::{Duration, Instant};
 
@@ -747,6 +754,9 @@ async fn main() -> Result<(), BoxError> {
     if std::env::var("BENCH_ONLY").as_deref() == Ok("kinesis") {
         return kinesis::scenario(&url, &mut conn, &run).await;
     }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("avro") {
+        return avro::scenario(&url, &brokers, &mut conn, &run).await;
+    }
     fill_topic(
         &url,
         &brokers,
@@ -851,6 +861,7 @@ async fn main() -> Result<(), BoxError> {
         &run,
     )
     .await?;
+    avro::scenario(&url, &brokers, &mut conn, &run).await?;
     kinesis::scenario(&url, &mut conn, &run).await
 }
 

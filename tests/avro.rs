@@ -427,3 +427,156 @@ fn the_registry_client_says_what_the_registry_answered() {
     registry.set_delay(None);
     assert_eq!(client.subjects().unwrap(), vec!["s-value".to_owned()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_waits_out_a_registry_outage_without_counting_failures() {
+    let setup = setup("avro_consumer_outage").await;
+    // Published while the registry is up, by a relay alone.
+    let relay = procon::start(setup.config(false)).unwrap();
+    let accounts: Vec<AvroAccount> = (0..4).map(|id| account(id, 1)).collect();
+    setup.emit(&accounts);
+    common::wait_for("the relay to publish", LONG, || {
+        (setup.db.outbox_len() == 0).then_some(())
+    });
+    relay.shutdown().await.unwrap();
+
+    // The consumer starts during an outage: it cannot fetch the writer's schema. With two
+    // attempts before dead-lettering, counting the outage as failures would lose the events
+    // to the dead-letter topic.
+    setup.registry.set_outage(true);
+    let asked = setup.registry.requests();
+    let mut config = setup.config(true);
+    config.relay.enabled = false;
+    let consumer = procon::start(config).unwrap();
+    common::wait_for(
+        "the consumer to ask the registry again and again",
+        LONG,
+        || (setup.registry.requests() >= asked + 4).then_some(()),
+    );
+    assert!(seen(&setup.db).is_empty());
+    let failures = common::db::count(&mut setup.db.conn(), "procon_consumer_failures");
+    assert_eq!(failures, 0, "an outage is not the event's failure");
+
+    setup.registry.set_outage(false);
+    common::wait_for(
+        "every event to apply once the registry is back",
+        LONG,
+        || (seen(&setup.db).len() == accounts.len()).then_some(()),
+    );
+    consumer.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_registry_holds_only_the_events_that_need_it() {
+    let setup = setup("avro_slow_registry").await;
+    let json_topic = unique_topic("avro-slow-json");
+    create_topic(&brokers(), &json_topic, 1).await;
+    let mut config = setup.config(false);
+    config.schema_registry.timeout = Duration::from_secs(10);
+    config
+        .relay
+        .topics
+        .insert("accounts".into(), json_topic.clone());
+    // Every registry answer takes 3 s.
+    setup.registry.set_delay(Some(Duration::from_secs(3)));
+    let runtime = procon::start(config).unwrap();
+    setup.emit(&[account(1, 1)]);
+    let json: Vec<common::model::Account> = (0..20)
+        .map(|id| common::model::Account {
+            id,
+            owner: format!("o{id}"),
+            seq: 1,
+            secret: String::new(),
+        })
+        .collect();
+    let mut conn = setup.db.conn();
+    conn.transaction(|conn| procon::emit_all(conn, json.iter().map(OutboxEvent::created)))
+        .unwrap();
+    // The JSON events are published while the Avro one still waits for the registry's answer.
+    let mut collector = Collector::new(&brokers(), &json_topic, 1);
+    collector.at_least(json.len(), LONG);
+    assert_eq!(
+        setup.db.outbox_len(),
+        1,
+        "the Avro event waits for its schema id"
+    );
+    common::wait_for("the Avro event once the registry answered", LONG, || {
+        (setup.db.outbox_len() == 0).then_some(())
+    });
+    runtime.shutdown().await.unwrap();
+}
+
+/// An Avro model written by hand whose schema says `id` is a string: its events cannot be
+/// encoded.
+struct Mismatched(AvroAccount);
+
+impl procon::Outbox for Mismatched {
+    const ENTITY: &'static str = "account";
+    fn topic(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(AVRO_TOPIC)
+    }
+    fn key(&self) -> String {
+        self.0.id.to_string()
+    }
+    fn serialize_payload<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_payload(serializer)
+    }
+    fn avro_model(
+    ) -> Option<Result<&'static procon::avro::AvroModel, procon::avro::AvroSchemaError>> {
+        use procon::avro::apache_avro::schema::derive::AvroSchemaComponent;
+        Some(procon::avro::AvroModel::of::<Self>(|| {
+            procon::avro::payload_record("Mismatched", None, |names, ns| {
+                vec![("id", String::get_schema_in_ctxt(names, ns))]
+            })
+        }))
+    }
+}
+
+#[test]
+fn an_event_its_schema_cannot_encode_is_refused_at_emit_and_writes_nothing() {
+    let db = TestDb::new("avro_mismatch");
+    let mut conn = db.conn();
+    let result =
+        conn.transaction(|conn| OutboxEvent::created(&Mismatched(account(1, 1))).emit(conn));
+    let error = result.unwrap_err();
+    assert!(
+        matches!(error, procon::EmitError::AvroEncode { .. }),
+        "{error}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("account.created") && text.contains("Avro"),
+        "{text}"
+    );
+    assert_eq!(db.outbox_len(), 0);
+    assert_eq!(common::db::count(&mut conn, "procon_schemas"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_auto_registration_events_wait_until_the_schema_is_registered() {
+    let setup = setup("avro_no_auto_register").await;
+    let mut config = setup.config(false);
+    config.schema_registry.auto_register = false;
+    // Were an unregistered schema a rejection, the first attempt would park the event.
+    config.relay.park_after_attempts = 1;
+    let runtime = procon::start(config).unwrap();
+    setup.emit(&[account(1, 1), account(1, 2)]);
+    common::wait_for("the relay to look the schema up twice", LONG, || {
+        (setup.registry.requests() >= 2).then_some(())
+    });
+    assert_eq!(setup.db.outbox_len(), 2);
+    assert!(procon::parked_rows(&mut setup.db.conn())
+        .unwrap()
+        .is_empty());
+    assert!(
+        setup.registry.subjects().is_empty(),
+        "the relay registered nothing"
+    );
+
+    let register = procon_cli(&["register"], &setup.registry.url, &setup.topic);
+    assert!(register.status.success(), "{register:?}");
+    common::wait_for("the events once their schema is registered", LONG, || {
+        (setup.db.outbox_len() == 0).then_some(())
+    });
+    runtime.shutdown().await.unwrap();
+}

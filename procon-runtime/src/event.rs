@@ -98,6 +98,20 @@ pub struct Envelope<T = serde_json::Value> {
     pub traceparent: Option<String>,
 }
 
+/// The envelope's fields other than the payloads, as an emit fills them in; both encoders (the
+/// JSON envelope and its Avro form) write the same head.
+pub(crate) struct EnvelopeHead<'a> {
+    pub(crate) schema_version: u32,
+    pub(crate) event_id: Uuid,
+    pub(crate) event: &'a str,
+    pub(crate) entity: &'a str,
+    pub(crate) kind: EventKind,
+    pub(crate) key: &'a str,
+    pub(crate) occurred_at: DateTime<Utc>,
+    pub(crate) metadata: &'a Metadata,
+    pub(crate) traceparent: Option<&'a str>,
+}
+
 /// Writes `at` as RFC 3339 in UTC with exactly six fractional digits, the form
 /// docs/ENVELOPE.md documents (chrono's default drops or adds digits as the value needs).
 pub(crate) fn serialize_micros<S: serde::Serializer>(

@@ -95,58 +95,13 @@ fn avro(
         Setting::Invalid => return None,
         Setting::Missing => false,
     };
-    let namespace = match namespace {
-        Setting::Valid(lit) if !avro => {
-            cx.error_spanned_by(
-                &lit,
-                "`procon(avro_namespace)` has no effect without `format = \"avro\"`; \
-                 help: add `#[procon(format = \"avro\")]` or remove it",
-            );
-            return None;
-        }
-        Setting::Valid(lit) => {
-            let value = lit.value();
-            if !value.split('.').all(is_avro_name) {
-                cx.error_spanned_by(
-                    &lit,
-                    format!(
-                        "`{value}` is not an Avro namespace: dot-separated names of letters, \
-                         digits and `_`, each starting with a letter or `_`"
-                    ),
-                );
-                return None;
-            }
-            Some(value)
-        }
-        Setting::Invalid => return None,
-        Setting::Missing => None,
-    };
-    let name = match name {
-        Setting::Valid(lit) if !avro => {
-            cx.error_spanned_by(
-                &lit,
-                "`procon(avro_name)` has no effect without `format = \"avro\"`; \
-                 help: add `#[procon(format = \"avro\")]` or remove it",
-            );
-            return None;
-        }
-        Setting::Valid(lit) => {
-            let value = lit.value();
-            if !is_avro_name(&value) {
-                cx.error_spanned_by(
-                    &lit,
-                    format!(
-                        "`{value}` is not an Avro name: letters, digits and `_`, starting with \
-                         a letter or `_`"
-                    ),
-                );
-                return None;
-            }
-            value
-        }
-        Setting::Invalid => return None,
-        Setting::Missing => input.ident.unraw().to_string(),
-    };
+    // Both checked before either is used, so both mistakes are reported.
+    let namespace = avro_naming(cx, namespace, avro, "avro_namespace", |v| {
+        v.split('.').all(is_avro_name)
+    });
+    let name = avro_naming(cx, name, avro, "avro_name", is_avro_name);
+    let (namespace, name) = (namespace?, name?);
+    let name = name.unwrap_or_else(|| input.ident.unraw().to_string());
     if !avro {
         return Some(None);
     }
@@ -173,6 +128,45 @@ fn avro(
         }
     }
     ok.then_some(Some(Avro { namespace, name }))
+}
+
+/// An Avro naming key (`avro_namespace`, `avro_name`): only with `format = "avro"`, and a
+/// value `valid` accepts. `Some(None)`: not written; `None`: reported.
+fn avro_naming(
+    cx: &Ctxt,
+    setting: Setting<LitStr>,
+    avro: bool,
+    key: &str,
+    valid: fn(&str) -> bool,
+) -> Option<Option<String>> {
+    match setting {
+        Setting::Valid(lit) if !avro => {
+            cx.error_spanned_by(
+                &lit,
+                format!(
+                    "`procon({key})` has no effect without `format = \"avro\"`; \
+                     help: add `#[procon(format = \"avro\")]` or remove it"
+                ),
+            );
+            None
+        }
+        Setting::Valid(lit) => {
+            let value = lit.value();
+            if valid(&value) {
+                return Some(Some(value));
+            }
+            let rule = if key == "avro_namespace" {
+                "an Avro namespace: dot-separated names of letters, digits and `_`, each \
+                 starting with a letter or `_`"
+            } else {
+                "an Avro name: letters, digits and `_`, starting with a letter or `_`"
+            };
+            cx.error_spanned_by(&lit, format!("`{value}` is not {rule}"));
+            None
+        }
+        Setting::Invalid => None,
+        Setting::Missing => Some(None),
+    }
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`, Avro's rule for names.

@@ -5,10 +5,9 @@ use apache_avro::types::Value;
 use apache_avro::Schema;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::AvroModel;
-use crate::event::{EventKind, Metadata};
+use crate::event::EnvelopeHead;
 
 /// An event could not be encoded in its model's schema, or a message could not be decoded
 /// with its writer's schema. Carries Avro's own explanation.
@@ -20,19 +19,6 @@ impl AvroCodecError {
     fn of(context: &str, error: impl std::fmt::Display) -> Self {
         AvroCodecError(format!("{context}: {error}"))
     }
-}
-
-/// The envelope's fields other than the payloads.
-pub(crate) struct EnvelopeHead<'a> {
-    pub(crate) schema_version: u32,
-    pub(crate) event_id: Uuid,
-    pub(crate) event: &'a str,
-    pub(crate) entity: &'a str,
-    pub(crate) kind: EventKind,
-    pub(crate) key: &'a str,
-    pub(crate) occurred_at: DateTime<Utc>,
-    pub(crate) metadata: &'a Metadata,
-    pub(crate) traceparent: Option<&'a str>,
 }
 
 /// The envelope of `head` with payloads `before` / `after`, as a datum of `model.envelope`
@@ -139,7 +125,9 @@ pub(crate) fn decode_envelope(schema: &Schema, datum: &[u8]) -> Result<Vec<u8>, 
 mod tests {
     use super::*;
     use crate::avro::payload_record;
+    use crate::event::{EventKind, Metadata};
     use apache_avro::schema::derive::AvroSchemaComponent;
+    use uuid::Uuid;
 
     #[derive(Serialize, serde::Deserialize, Debug, PartialEq)]
     struct Account {

@@ -34,7 +34,7 @@ mod wire;
 pub use apache_avro;
 pub use compatibility::incompatibilities;
 pub use envelope::AvroCodecError;
-pub(crate) use envelope::{decode_envelope, encode_envelope, EnvelopeHead};
+pub(crate) use envelope::{decode_envelope, encode_envelope};
 pub use model::{payload_record, registered_models, AvroModel, AvroRegistration, AvroSchemaError};
 pub use registry::{CompatibilityReport, RegistryClient, RegistryError, Version};
 pub use subject::{Compatibility, SubjectStrategy};

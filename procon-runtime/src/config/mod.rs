@@ -531,10 +531,7 @@ impl Config {
         K: Into<String>,
         V: Into<String>,
     {
-        let vars: BTreeMap<String, String> = vars
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
+        let vars = collect_vars(vars);
         let database_url = vars
             .get("PROCON_DATABASE_URL")
             .or_else(|| vars.get("DATABASE_URL"))
@@ -882,6 +879,18 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Settings given as (name, value) pairs, by name.
+fn collect_vars<I, K, V>(vars: I) -> BTreeMap<String, String>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<String>,
+    V: Into<String>,
+{
+    vars.into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect()
 }
 
 fn parse<T: FromStr>(name: &str, value: &str) -> Result<T, ConfigError>

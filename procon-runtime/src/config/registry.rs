@@ -47,11 +47,7 @@ impl SchemaRegistryConfig {
         K: Into<String>,
         V: Into<String>,
     {
-        let vars: BTreeMap<String, String> = vars
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        let registry = from_vars(&vars)?;
+        let registry = from_vars(&super::collect_vars(vars))?;
         validate(&registry)?;
         Ok(registry)
     }

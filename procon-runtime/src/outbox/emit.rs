@@ -8,8 +8,8 @@ use diesel::RunQueryDsl;
 use uuid::Uuid;
 
 use super::model::{Outbox, Payload};
-use crate::avro::{encode_envelope, AvroCodecError, AvroSchemaError, EnvelopeHead};
-use crate::event::{EventKind, Metadata, SCHEMA_VERSION};
+use crate::avro::{encode_envelope, AvroCodecError, AvroSchemaError};
+use crate::event::{EnvelopeHead, EventKind, Metadata, SCHEMA_VERSION};
 use crate::realtime::{self, Change, RealtimeRecord};
 
 /// The PostgreSQL channel an emitting transaction notifies on commit; the relay listens on it.
@@ -231,7 +231,7 @@ impl<'a, T: Outbox> OutboxEvent<'a, T> {
         let key = self.subject.key();
         let event_id = Uuid::now_v7();
         let traceparent = crate::trace::current_traceparent();
-        let envelope = EnvelopeRef {
+        let head = EnvelopeHead {
             schema_version: SCHEMA_VERSION,
             event_id,
             event: &event,
@@ -239,12 +239,16 @@ impl<'a, T: Outbox> OutboxEvent<'a, T> {
             kind: self.kind,
             key: &key,
             occurred_at: Utc::now(),
-            before: self.before.map(Payload),
-            after: self.after.map(Payload),
             metadata: &self.metadata,
             traceparent: traceparent.as_deref(),
         };
-        let payload = serde_json::to_string(&envelope).map_err(|source| EmitError::Serialize {
+        let (before, after) = (self.before.map(Payload), self.after.map(Payload));
+        let json = EnvelopeRef {
+            head: &head,
+            before: before.as_ref(),
+            after: after.as_ref(),
+        };
+        let payload = serde_json::to_string(&json).map_err(|source| EmitError::Serialize {
             event: event.clone(),
             source,
         })?;
@@ -255,26 +259,11 @@ impl<'a, T: Outbox> OutboxEvent<'a, T> {
                     event: event.clone(),
                     source,
                 })?;
-                let head = EnvelopeHead {
-                    schema_version: SCHEMA_VERSION,
-                    event_id,
-                    event: &event,
-                    entity: T::ENTITY,
-                    kind: self.kind,
-                    key: &key,
-                    occurred_at: envelope.occurred_at,
-                    metadata: &self.metadata,
-                    traceparent: traceparent.as_deref(),
-                };
-                let datum = encode_envelope(
-                    model,
-                    &head,
-                    self.before.map(Payload),
-                    self.after.map(Payload),
-                )
-                .map_err(|source| EmitError::AvroEncode {
-                    event: event.clone(),
-                    source,
+                let datum = encode_envelope(model, &head, before, after).map_err(|source| {
+                    EmitError::AvroEncode {
+                        event: event.clone(),
+                        source,
+                    }
                 })?;
                 Some(AvroRow {
                     fingerprint: model.fingerprint.clone(),
@@ -364,23 +353,42 @@ pub(super) fn classify(event: String, source: diesel::result::Error) -> EmitErro
     }
 }
 
-/// The envelope as written: borrows the model instead of copying it into JSON values.
-#[derive(serde::Serialize)]
-#[serde(bound = "")]
+/// The JSON envelope as written: borrows the model instead of copying it into JSON values;
+/// fields in the order docs/ENVELOPE.md documents.
 struct EnvelopeRef<'a, T: Outbox> {
-    schema_version: u32,
-    event_id: Uuid,
-    event: &'a str,
-    entity: &'a str,
-    kind: EventKind,
-    key: &'a str,
-    #[serde(serialize_with = "crate::event::serialize_micros")]
-    occurred_at: chrono::DateTime<Utc>,
-    before: Option<Payload<'a, T>>,
-    after: Option<Payload<'a, T>>,
-    metadata: &'a Metadata,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    traceparent: Option<&'a str>,
+    head: &'a EnvelopeHead<'a>,
+    before: Option<&'a Payload<'a, T>>,
+    after: Option<&'a Payload<'a, T>>,
+}
+
+impl<T: Outbox> serde::Serialize for EnvelopeRef<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        /// `occurred_at` with exactly six fractional digits.
+        struct Micros<'a>(&'a chrono::DateTime<Utc>);
+        impl serde::Serialize for Micros<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                crate::event::serialize_micros(self.0, serializer)
+            }
+        }
+        let head = self.head;
+        let traced = head.traceparent.is_some();
+        let mut state = serializer.serialize_struct("Envelope", 10 + usize::from(traced))?;
+        state.serialize_field("schema_version", &head.schema_version)?;
+        state.serialize_field("event_id", &head.event_id)?;
+        state.serialize_field("event", head.event)?;
+        state.serialize_field("entity", head.entity)?;
+        state.serialize_field("kind", &head.kind)?;
+        state.serialize_field("key", head.key)?;
+        state.serialize_field("occurred_at", &Micros(&head.occurred_at))?;
+        state.serialize_field("before", &self.before)?;
+        state.serialize_field("after", &self.after)?;
+        state.serialize_field("metadata", head.metadata)?;
+        if let Some(traceparent) = head.traceparent {
+            state.serialize_field("traceparent", traceparent)?;
+        }
+        state.end()
+    }
 }
 
 /// Shortcuts on every [`Outbox`] model: `account.emit_created(conn)?`.

@@ -3,12 +3,15 @@
 //!
 //! Invariants: a row is framed with the id the registry gave for its own schema under its
 //! own subject, or not sent at all. The id of a (subject, schema) is asked once per relay
-//! process: the registry never changes it. A registry that cannot answer fails the row as a
+//! session, by one call at a time: the registry never changes it. An attempt waits at most
+//! [`ANSWER_WAIT`] for the answer (a slower one is picked up by a later attempt), so a slow
+//! registry never stalls the other keys' rows. A registry that cannot answer fails the row as a
 //! transient error (its key backs off, the row stays in the outbox); a registry that refuses
 //! the schema is a rejection (the row is parked after `relay.park_after_attempts`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::source::{OutboxRow, OutboxSource, SourceError};
 use crate::avro::{frame, RegistryClient, RegistryError, SubjectStrategy, AVRO_CONTENT_TYPE};
@@ -28,8 +31,25 @@ pub(crate) struct AvroFraming {
     strategy: SubjectStrategy,
     auto_register: bool,
     schemas: HashMap<String, StoredSchema>,
-    ids: HashMap<(String, String), u32>,
+    ids: HashMap<(String, String), Lookup>,
 }
+
+/// A call to the registry running on the blocking pool: the id, or none (not registered and
+/// only looked up).
+type Asking = tokio::task::JoinHandle<Result<Option<u32>, RegistryError>>;
+
+/// What the relay knows of the id of a (subject, schema fingerprint).
+enum Lookup {
+    /// The registry's id: never asked again.
+    Known(u32),
+    /// The registry is being asked.
+    Asking(Asking),
+}
+
+/// How long one attempt waits for the registry before the row is retried later: a registry
+/// that answers in milliseconds costs the first event nothing; a slow one never holds the
+/// other keys' rows longer than this.
+const ANSWER_WAIT: Duration = Duration::from_millis(200);
 
 impl AvroFraming {
     pub(crate) fn new(config: &SchemaRegistryConfig) -> Self {
@@ -45,9 +65,9 @@ impl AvroFraming {
         }
     }
 
-    /// Frames `row` (published to `physical_topic`) when it is an Avro event: its payload
-    /// becomes the framed datum and its content type Avro's. The outer error is the
-    /// database's (it ends the session); the inner one is the row's.
+    /// Frames `row` (an Avro event, published to `physical_topic`): its payload becomes the
+    /// framed datum and its content type Avro's. The outer error is the database's (it ends
+    /// the session); the inner one is the row's.
     pub(crate) async fn frame(
         &mut self,
         row: &mut OutboxRow,
@@ -69,49 +89,85 @@ impl AvroFraming {
             self.schemas.insert(fingerprint.clone(), stored);
         }
         let stored = &self.schemas[&fingerprint];
-        let subject = self.strategy.subject(physical_topic, &stored.full_name);
-        let key = (subject, fingerprint);
-        let id = match self.ids.get(&key) {
-            Some(id) => *id,
+        let key = (
+            self.strategy.subject(physical_topic, &stored.full_name),
+            fingerprint,
+        );
+        let asking = match self.ids.remove(&key) {
+            Some(Lookup::Known(id)) => {
+                self.ids.insert(key, Lookup::Known(id));
+                put_on_the_wire(row, id);
+                return Ok(Ok(()));
+            }
+            Some(Lookup::Asking(asking)) => asking,
             None => {
                 let Some(registry) = self.registry.clone() else {
                     return Ok(Err(RegistryError::NotConfigured.into()));
                 };
                 let (subject, text, auto_register) =
                     (key.0.clone(), stored.text.clone(), self.auto_register);
-                let asked = tokio::task::spawn_blocking(move || {
+                tokio::task::spawn_blocking(move || {
                     if auto_register {
                         registry.register(&subject, &text).map(Some)
                     } else {
                         registry.lookup(&subject, &text)
                     }
                 })
-                .await;
-                match asked {
-                    Ok(Ok(Some(id))) => {
-                        tracing::info!(subject = key.0, id, "Avro schema registered");
-                        self.ids.insert(key, id);
-                        id
-                    }
-                    Ok(Ok(None)) => return Ok(Err(TransportError::SchemaUnregistered(key.0))),
-                    Ok(Err(error)) => return Ok(Err(error.into())),
-                    Err(join) => {
-                        return Ok(Err(RegistryError::Unavailable {
-                            url: String::new(),
-                            reason: format!("the registry call did not finish: {join}"),
-                        }
-                        .into()))
-                    }
-                }
             }
         };
-        row.payload = frame(id, &row.payload);
-        row.headers.push((
-            headers::CONTENT_TYPE.to_owned(),
-            AVRO_CONTENT_TYPE.to_owned(),
-        ));
-        Ok(Ok(()))
+        Ok(self
+            .answer(key, asking)
+            .await
+            .map(|id| put_on_the_wire(row, id)))
     }
+
+    /// The registry's URL (password hidden), for errors.
+    fn registry_url(&self) -> String {
+        self.registry
+            .as_ref()
+            .map_or_else(String::new, |r| r.url().to_owned())
+    }
+
+    /// Waits (at most [`ANSWER_WAIT`]) for the registry's answer about `key`: a late answer is
+    /// left running and picked up by the next attempt, so a slow registry holds the rounds
+    /// that long at most, and is never asked twice at once about one schema.
+    async fn answer(
+        &mut self,
+        key: (String, String),
+        mut asking: Asking,
+    ) -> Result<u32, TransportError> {
+        let Ok(answered) = tokio::time::timeout(ANSWER_WAIT, &mut asking).await else {
+            self.ids.insert(key, Lookup::Asking(asking));
+            return Err(RegistryError::Unavailable {
+                url: self.registry_url(),
+                reason: format!("no answer within {ANSWER_WAIT:?} (still asking)"),
+            }
+            .into());
+        };
+        match answered {
+            Ok(Ok(Some(id))) => {
+                tracing::info!(subject = key.0, id, "Avro schema registered");
+                self.ids.insert(key, Lookup::Known(id));
+                Ok(id)
+            }
+            Ok(Ok(None)) => Err(TransportError::SchemaUnregistered(key.0)),
+            Ok(Err(error)) => Err(error.into()),
+            Err(join) => Err(RegistryError::Unavailable {
+                url: self.registry_url(),
+                reason: format!("the registry call did not finish: {join}"),
+            }
+            .into()),
+        }
+    }
+}
+
+/// The datum framed with schema `id`, and Avro's content type.
+fn put_on_the_wire(row: &mut OutboxRow, id: u32) {
+    row.payload = frame(id, &row.payload);
+    row.headers.push((
+        headers::CONTENT_TYPE.to_owned(),
+        AVRO_CONTENT_TYPE.to_owned(),
+    ));
 }
 
 /// The full name of the record a schema text defines (`namespace.name`).

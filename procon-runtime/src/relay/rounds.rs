@@ -340,11 +340,16 @@ impl Pump<'_> {
             );
         }
         let mut row = row;
-        let physical_topic = self.config.physical_topic(&row.topic).to_owned();
-        let framed = self
-            .framing
-            .frame(&mut row, &physical_topic, self.source)
-            .await?;
+        let framed = match row.avro_schema.is_some() {
+            true => {
+                let physical_topic = self.config.physical_topic(&row.topic).to_owned();
+                let source = self.source;
+                self.framing
+                    .frame(&mut row, &physical_topic, source)
+                    .await?
+            }
+            false => Ok(()),
+        };
         let delivery = if verdict == Verdict::Refuse {
             Err(TransportError::UndeclaredTopic(row.topic.clone()))
         } else if let Err(error) = framed {
